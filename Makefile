@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set themselves up.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: demo test lab lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install whenever pyproject.toml changes.
+$(VENV)/.installed-base: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[test]'
+	# An optional dependency of jupyter-events that costs ~2 s in every kernel start.
+	-$(PIP) uninstall -y rfc3987-syntax
+	touch $@ $(VENV)/.installed-base
+
+demo: $(VENV)/.installed-base
+	$(BIN)/workbench demo
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -p no:cacheprovider
+
+lab: $(VENV)/.installed-base
+	$(BIN)/jupyter lab notebooks
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check workbench tests benchmarks
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/replay_overhead.py
+
+clean:
+	rm -rf runs reports .pytest_cache

@@ -1,0 +1,122 @@
+"""The ``workbench`` command: run experiments, list runs, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from workbench.errors import WorkbenchError
+from workbench.store import DEFAULT_DB
+
+DEMO_EXPERIMENTS = ["agrawal_drifts.yaml"]
+EXIT_INTERRUPTED = 130
+
+
+def _experiments_dir() -> Path:
+    """experiments/ of the checkout (the demo configs live beside the package)."""
+    return Path(__file__).resolve().parent.parent / "experiments"
+
+
+def format_summary(summary: pd.DataFrame) -> str:
+    if summary.empty:
+        return "(no learners)"
+    df = summary.copy()
+    for col in df.columns:
+        if col in ("events", "labelled"):
+            df[col] = df[col].map(lambda v: f"{int(v):,}" if pd.notna(v) else "-")
+        elif col == "events_per_s":
+            df[col] = df[col].map(lambda v: f"{v:,.0f}" if pd.notna(v) else "-")
+        elif col in ("predict_us", "learn_us"):
+            df[col] = df[col].map(lambda v: f"{v:.1f}" if pd.notna(v) else "-")
+        elif df[col].dtype.kind == "f":
+            df[col] = df[col].map(lambda v: f"{v:.4f}" if pd.notna(v) else "-")
+    return df.to_string(index=False)
+
+
+def print_run(run) -> None:
+    info = run.info
+    counts = {k.removeprefix("n_").replace("_", " "): info[k] for k in (
+        "n_events", "n_dead_letters", "n_duplicates", "n_late", "n_unlabelled", "n_orphan_labels")}
+    print(f"\nrun {run.id}  ({info['name']}, {info['task']}, {info['status']}, {info['elapsed_s']:.1f} s)")
+    print("  " + "  ".join(f"{k}: {v:,}" for k, v in counts.items()))
+    print(format_summary(run.summary()))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import workbench
+
+    run = workbench.run(args.config, db=args.db, overrides=args.set, progress=not args.no_progress)
+    print_run(run)
+    print(f"\nsteps logged to {run.store.path}; run id {run.id}")
+    return EXIT_INTERRUPTED if run.status == "interrupted" else 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    import workbench
+
+    df = workbench.connect(args.db).runs()
+    if df.empty:
+        print(f"no runs in {args.db}")
+        return 0
+    cols = ["run_id", "name", "status", "task", "n_events", "n_dead_letters", "elapsed_s", "created_at"]
+    print(df[cols].to_string(index=False))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import workbench
+
+    for name in DEMO_EXPERIMENTS:
+        run = workbench.run(_experiments_dir() / name, db=args.db, progress=not args.no_progress)
+        print_run(run)
+        if run.status == "interrupted":
+            return EXIT_INTERRUPTED
+    print(f"\nall steps are in {args.db}: try `workbench runs` or open notebooks/01_quickstart.ipynb")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Replay streams through online learners and log every update to DuckDB.",
+        epilog="Example: workbench run experiments/agrawal_drifts.yaml --set source.n=5000",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_db(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB file of runs (default: {DEFAULT_DB})")
+        return p
+
+    p = with_db(sub.add_parser("run", help="replay one experiment config", description="Replay one experiment: every learner predicts, is scored and learns on every event; every step goes to the DuckDB file."))
+    p.add_argument("config", help="path to an experiment YAML file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set source.n=5000 --set learners.0.params.seed=3")
+    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = with_db(sub.add_parser("runs", help="list the runs in a database"))
+    p.set_defaults(func=cmd_runs)
+
+    p = with_db(sub.add_parser("demo", help="replay the demo experiments and print their summaries"))
+    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

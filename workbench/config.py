@@ -1,0 +1,326 @@
+"""The experiment config: parse, validate up front, fill defaults.
+
+A config is a YAML file or a dict with the keys in DESIGN.md. Everything is checked before a
+single event is read, and every error names the dotted key and what is allowed there.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from workbench.errors import ConfigError
+
+SOURCE_KINDS = ("synthetic", "dataset", "file")
+TASKS = ("binary", "multiclass", "regression")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """'10m' → 10 minutes; None if ``text`` is not a duration."""
+    match = _DURATION.match(text)
+    if not match:
+        return None
+    value, unit = match.groups()
+    return timedelta(**{_UNITS[unit]: float(value)})
+
+
+@dataclass
+class ModelSpec:
+    """A dotted model name with its constructor params (values may nest ModelSpecs)."""
+
+    model: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LearnerConfig:
+    name: str
+    model: str
+    params: dict[str, Any] = field(default_factory=dict)
+    preprocessing: list[ModelSpec] = field(default_factory=list)
+
+
+@dataclass
+class DriftSpec:
+    at: int
+    width: int = 1
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SourceConfig:
+    kind: str
+    n: int | None = None
+    task: str | None = None
+    # synthetic
+    generator: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    drifts: list[DriftSpec] = field(default_factory=list)
+    # dataset
+    name: str | None = None
+    # file
+    path: str | None = None
+    target: str | None = None
+    features: list[str] | None = None
+    time: str | None = None
+    time_unit: str = "s"
+
+
+@dataclass
+class ReplayConfig:
+    label_delay: int | str = 0
+
+
+@dataclass
+class Config:
+    name: str
+    source: SourceConfig
+    learners: list[LearnerConfig]
+    seed: int = 42
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    metrics: list[str] = field(default_factory=list)
+    rolling_window: int = 1000
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_TOP_KEYS = ("name", "seed", "source", "replay", "learners", "metrics", "rolling_window")
+_SOURCE_KEYS = {
+    "synthetic": ("kind", "generator", "params", "drifts", "n", "task"),
+    "dataset": ("kind", "name", "time", "n", "task"),
+    "file": ("kind", "path", "target", "features", "time", "time_unit", "n", "task"),
+}
+_LEARNER_KEYS = ("name", "model", "params", "preprocessing")
+_DRIFT_KEYS = ("at", "width", "params")
+_REPLAY_KEYS = ("label_delay",)
+
+
+def load(config: str | Path | dict | Config, overrides: list[str] | None = None) -> Config:
+    """Read a YAML path or a dict, apply ``key=value`` overrides, validate, fill defaults."""
+    if isinstance(config, Config):
+        if overrides:
+            return load(config.to_dict(), overrides)
+        return config
+    default_name = "experiment"
+    if isinstance(config, (str, Path)):
+        path = Path(config)
+        if not path.exists():
+            raise ConfigError("", f"config file {path} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
+        default_name = path.stem
+    elif isinstance(config, dict):
+        raw = copy.deepcopy(config)
+    else:
+        raise ConfigError("", f"expected a YAML path or a dict, got {type(config).__name__}")
+    if not isinstance(raw, dict):
+        raise ConfigError("", "the config must be a mapping of keys (name, source, learners, ...)")
+    for item in overrides or []:
+        apply_override(raw, item)
+    raw.setdefault("name", default_name)
+    return parse(raw)
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Apply one ``dotted.key=value`` (value parsed as YAML; list items by index)."""
+    if "=" not in item:
+        raise ConfigError(item, "an override must look like key=value, e.g. source.n=1000")
+    key, _, text = item.partition("=")
+    parts = key.strip().split(".")
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            node = node[_index(part, node, where)]
+        else:
+            node = node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(where, f"cannot set a key inside {node!r}")
+    value = yaml.safe_load(text) if text.strip() else None
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(last, node, key)] = value
+    else:
+        node[last] = value
+
+
+def _index(part: str, seq: list, where: str) -> int:
+    if not part.isdigit() or int(part) >= len(seq):
+        raise ConfigError(where, f"expected a list index from 0 to {len(seq) - 1}")
+    return int(part)
+
+
+def parse(raw: dict[str, Any]) -> Config:
+    _only(raw, _TOP_KEYS, "")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("name", "expected a non-empty string naming the experiment")
+    seed = _int(raw.get("seed", 42), "seed")
+    source = _source(_mapping(raw.get("source"), "source", required=True))
+    replay = _replay(_mapping(raw.get("replay", {}), "replay"))
+    learners_raw = raw.get("learners")
+    if not isinstance(learners_raw, list) or not learners_raw:
+        raise ConfigError("learners", "expected a list of at least one learner (name, model, params, preprocessing)")
+    learners = [_learner(item, f"learners[{i}]") for i, item in enumerate(learners_raw)]
+    names = [lr.name for lr in learners]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError("learners", f"learner names must be unique; repeated: {', '.join(dupes)}")
+    metrics = raw.get("metrics", [])
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+        raise ConfigError("metrics", "expected a list of metric names, e.g. [accuracy, log_loss]")
+    window = _int(raw.get("rolling_window", 1000), "rolling_window", minimum=1)
+    return Config(name=name, seed=seed, source=source, replay=replay, learners=learners,
+                  metrics=list(metrics), rolling_window=window)
+
+
+def _source(raw: dict) -> SourceConfig:
+    kind = raw.get("kind")
+    if kind not in SOURCE_KINDS:
+        raise ConfigError("source.kind", f"got {kind!r}; allowed: {', '.join(SOURCE_KINDS)}")
+    _only(raw, _SOURCE_KEYS[kind], "source")
+    cfg = SourceConfig(kind=kind)
+    if raw.get("n") is not None:
+        cfg.n = _int(raw["n"], "source.n", minimum=1)
+    if raw.get("task") is not None:
+        if raw["task"] not in TASKS:
+            raise ConfigError("source.task", f"got {raw['task']!r}; allowed: {', '.join(TASKS)}")
+        cfg.task = raw["task"]
+    if kind == "synthetic":
+        cfg.generator = _str(raw.get("generator"), "source.generator")
+        cfg.params = _mapping(raw.get("params", {}), "source.params")
+        drifts = raw.get("drifts", [])
+        if not isinstance(drifts, list):
+            raise ConfigError("source.drifts", "expected a list of {at, width, params}")
+        cfg.drifts = [_drift(d, f"source.drifts[{i}]") for i, d in enumerate(drifts)]
+        positions = [d.at for d in cfg.drifts]
+        if positions != sorted(positions):
+            raise ConfigError("source.drifts", f"drifts must be in increasing order of 'at', got {positions}")
+    elif kind == "dataset":
+        cfg.name = _str(raw.get("name"), "source.name")
+        if raw.get("time") is not None:
+            cfg.time = _str(raw["time"], "source.time")
+    elif kind == "file":
+        cfg.path = _str(raw.get("path"), "source.path")
+        cfg.target = _str(raw.get("target"), "source.target")
+        if raw.get("features") is not None:
+            feats = raw["features"]
+            if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats) or not feats:
+                raise ConfigError("source.features", "expected a non-empty list of column names")
+            cfg.features = feats
+        if raw.get("time") is not None:
+            cfg.time = _str(raw["time"], "source.time")
+        unit = raw.get("time_unit", "s")
+        if unit not in ("s", "ms", "us"):
+            raise ConfigError("source.time_unit", f"got {unit!r}; allowed: s, ms, us (for numeric time columns)")
+        cfg.time_unit = unit
+    return cfg
+
+
+def _drift(raw: Any, key: str) -> DriftSpec:
+    raw = _mapping(raw, key, required=True)
+    _only(raw, _DRIFT_KEYS, key)
+    if "at" not in raw:
+        raise ConfigError(f"{key}.at", "required: the position (event index) where the drift is centred")
+    return DriftSpec(
+        at=_int(raw["at"], f"{key}.at", minimum=0),
+        width=_int(raw.get("width", 1), f"{key}.width", minimum=1),
+        params=_mapping(raw.get("params", {}), f"{key}.params"),
+    )
+
+
+def _replay(raw: dict) -> ReplayConfig:
+    _only(raw, _REPLAY_KEYS, "replay")
+    delay = raw.get("label_delay", 0)
+    if delay is None:
+        delay = 0
+    if isinstance(delay, bool) or not isinstance(delay, (int, str)):
+        raise ConfigError("replay.label_delay", _DELAY_HELP.format(got=repr(delay)))
+    if isinstance(delay, int) and delay < 0:
+        raise ConfigError("replay.label_delay", _DELAY_HELP.format(got=repr(delay)))
+    if isinstance(delay, str) and not delay.strip():
+        raise ConfigError("replay.label_delay", _DELAY_HELP.format(got=repr(delay)))
+    return ReplayConfig(label_delay=delay)
+
+
+_DELAY_HELP = (
+    "got {got}; allowed: 0 (no delay), a number of events (e.g. 500), an event-time duration "
+    "(e.g. '10m', '30s', '2h', '1d'), or the name of a field holding each event's delay"
+)
+
+
+def _learner(raw: Any, key: str) -> LearnerConfig:
+    raw = _mapping(raw, key, required=True)
+    _only(raw, _LEARNER_KEYS, key)
+    model = _str(raw.get("model"), f"{key}.model")
+    name = raw.get("name") or model.rsplit(".", 1)[-1]
+    if not isinstance(name, str):
+        raise ConfigError(f"{key}.name", "expected a string")
+    params = _params(raw.get("params", {}), f"{key}.params")
+    prep_raw = raw.get("preprocessing", [])
+    if not isinstance(prep_raw, list):
+        raise ConfigError(f"{key}.preprocessing", "expected a list of dotted names or {model, params}")
+    prep = [_model_spec(p, f"{key}.preprocessing[{i}]") for i, p in enumerate(prep_raw)]
+    return LearnerConfig(name=name, model=model, params=params, preprocessing=prep)
+
+
+def _model_spec(raw: Any, key: str) -> ModelSpec:
+    if isinstance(raw, str):
+        return ModelSpec(model=raw)
+    raw = _mapping(raw, key, required=True)
+    _only(raw, ("model", "params"), key)
+    return ModelSpec(model=_str(raw.get("model"), f"{key}.model"), params=_params(raw.get("params", {}), f"{key}.params"))
+
+
+def _params(raw: Any, key: str) -> dict[str, Any]:
+    """Constructor params; a value of the form {model: ..., params: ...} is a nested model."""
+    raw = _mapping(raw, key)
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        if isinstance(value, dict) and "model" in value and set(value) <= {"model", "params"}:
+            out[name] = _model_spec(value, f"{key}.{name}")
+        else:
+            out[name] = value
+    return out
+
+
+def _only(raw: dict, allowed: tuple[str, ...], where: str) -> None:
+    for k in raw:
+        if k not in allowed:
+            key = f"{where}.{k}" if where else str(k)
+            raise ConfigError(key, f"unknown key; allowed here: {', '.join(allowed)}")
+
+
+def _mapping(raw: Any, key: str, required: bool = False) -> dict:
+    if raw is None and not required:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(key, f"expected a mapping, got {raw!r}")
+    return raw
+
+
+def _str(raw: Any, key: str) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigError(key, f"required: expected a non-empty string, got {raw!r}")
+    return raw
+
+
+def _int(raw: Any, key: str, minimum: int | None = None) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ConfigError(key, f"expected an integer, got {raw!r}")
+    if minimum is not None and raw < minimum:
+        raise ConfigError(key, f"must be at least {minimum}, got {raw}")
+    return raw

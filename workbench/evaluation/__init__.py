@@ -1,0 +1,1 @@
+"""Prequential metrics by name."""

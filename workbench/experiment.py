@@ -1,0 +1,149 @@
+"""One experiment end to end: config → source → replay → runner → store, and its Run."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import sys
+import time
+import warnings
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from workbench import __version__
+from workbench import config as config_mod
+from workbench.evaluation.metrics import names_for
+from workbench.events import Event
+from workbench.learners.river import build
+from workbench.replay.labels import parse_delay, with_field_delay
+from workbench.runner import Runner, make_arm
+from workbench.sources import open_source
+from workbench.store import DEFAULT_DB, RunWriter, Store
+
+_PROGRESS_EVERY = 1000
+
+
+@dataclasses.dataclass
+class Run:
+    """A replayed experiment, as recorded in its DuckDB file."""
+
+    id: str
+    store: Store
+    status: str = "finished"
+
+    def summary(self) -> pd.DataFrame:
+        """One row per learner: events, labelled, cumulative metrics, µs per predict/learn, events/s."""
+        return self.store.summary(self.id)
+
+    def steps(self, learner: str | None = None) -> pd.DataFrame:
+        return self.store.steps(self.id, learner)
+
+    def rolling(self, metric: str = "accuracy", window: int = 1000) -> pd.DataFrame:
+        return self.store.rolling(self.id, metric, window)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.store.run(self.id)
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, status={self.status!r}, db={self.store.path!r})"
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def _progress(events: Iterable[Event], total: int | None, name: str, enabled: bool) -> Iterator[Event]:
+    """Count events into a tqdm bar (the notebook flavour inside Jupyter), every 1000 events."""
+    if not enabled:
+        yield from events
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=name, unit=" events", unit_scale=True, smoothing=0.1,
+              mininterval=0.5, file=sys.stderr) as bar:
+        n = 0
+        for ev in events:
+            yield ev
+            n += 1
+            if n == _PROGRESS_EVERY:
+                bar.update(n)
+                n = 0
+        bar.update(n)
+
+
+def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = None,
+        overrides: list[str] | None = None, progress: bool = True) -> Run:
+    """Replay one experiment and log every update to ``db`` (default ``runs/workbench.duckdb``).
+
+    The config is validated before any event is read. Ctrl-C keeps every step logged so far:
+    the run is marked ``interrupted`` and returned.
+    """
+    cfg = config_mod.load(config, overrides)
+    source = open_source(cfg.source, cfg.seed)
+    task = source.task
+    metrics = names_for(cfg.metrics, task)
+    has_time = cfg.source.time is not None
+    delay = parse_delay(cfg.replay.label_delay, has_time)
+    arms = [make_arm(lc.name, build(lc, task, f"learners[{i}]"), task, metrics) for i, lc in enumerate(cfg.learners)]
+
+    db_path = Path(db or DEFAULT_DB)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id()
+    writer = RunWriter(str(db_path), run_id)
+    writer.begin(cfg.name, cfg.to_dict(), task, cfg.seed, __version__)
+    writer.true_drifts(source.true_drifts())
+
+    events: Iterable[Event] = source.events(writer.dead_letter)
+    if delay.kind == "field":
+        events = with_field_delay(events, delay.value, has_time)
+    runner = Runner(arms, delay, has_time)
+    started = time.perf_counter()
+    status, error = "finished", None
+    try:
+        for batches in runner.run(_progress(events, source.length, cfg.name, progress)):
+            writer.write(batches)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        writer.write(runner.take())
+    except BaseException as exc:
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        writer.write(runner.take())
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        counts = {"n_events": runner.n_events, "n_dead_letters": writer.n_dead_letters}
+        writer.finish(status, counts, [_learner_row(arm, cfg) for arm in arms], elapsed, error)
+    if status == "interrupted":
+        warnings.warn(
+            f"replay interrupted after {runner.n_events:,} events: run {run_id} keeps the "
+            f"{writer.n_steps:,} steps logged so far in {db_path} and is marked 'interrupted'"
+            + (f"; {runner.pending():,} predictions still awaiting labels were dropped" if runner.pending() else ""),
+            stacklevel=2,
+        )
+    return Run(run_id, Store(db_path), status)
+
+
+def _learner_row(arm, cfg: config_mod.Config) -> dict[str, Any]:
+    spec = next(dataclasses.asdict(lc) for lc in cfg.learners if lc.name == arm.name)
+    n_pred_calls = arm.n_learned + len(arm._pending)
+    return {
+        "learner": arm.name,
+        "kind": "online",
+        "model": spec["model"],
+        "spec": spec,
+        "n_predictions": arm.n_predictions,
+        "n_learned": arm.n_learned,
+        "metrics": {name: _value(m) for name, m in arm.metrics.items()},
+        "predict_us_mean": arm.predict_ns / 1000 / n_pred_calls if n_pred_calls else None,
+        "learn_us_mean": arm.learn_ns / 1000 / arm.n_learned if arm.n_learned else None,
+    }
+
+
+def _value(metric) -> float | None:
+    value = metric.get()
+    return None if value is None else float(value)

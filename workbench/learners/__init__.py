@@ -1,0 +1,1 @@
+"""Learners: River estimators by dotted name (and, later, batch baselines)."""

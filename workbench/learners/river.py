@@ -1,0 +1,70 @@
+"""Online learners: any River classifier or regressor by dotted name, with preprocessing."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from river import base, compose
+
+
+from workbench.config import LearnerConfig, ModelSpec
+from workbench.errors import ConfigError
+from workbench.learners.registry import resolve
+
+
+def instantiate(spec: ModelSpec, key: str) -> Any:
+    """Build ``spec.model(**spec.params)``; nested specs in params are built first."""
+    cls = resolve(spec.model, f"{key}.model")
+    if not callable(cls):
+        raise ConfigError(key, f"'{spec.model}' is not a class or function")
+    params = {
+        name: instantiate(value, f"{key}.params.{name}") if isinstance(value, ModelSpec) else value
+        for name, value in spec.params.items()
+    }
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None:
+        takes_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+        for name in params:
+            if name not in signature.parameters and not takes_any:
+                allowed = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
+                raise ConfigError(f"{key}.params.{name}", f"not a parameter of {spec.model}; allowed: {', '.join(allowed) or 'none'}")
+    try:
+        return cls(**params)
+    except Exception as exc:
+        raise ConfigError(f"{key}.params", f"{spec.model}(**{params}) failed: {exc}") from None
+
+
+def build(config: LearnerConfig, task: str, key: str) -> base.Estimator:
+    """The learner's River pipeline, checked against the stream's task."""
+    steps = [instantiate(p, f"{key}.preprocessing[{i}]") for i, p in enumerate(config.preprocessing)]
+    model = instantiate(ModelSpec(config.model, config.params), key)
+    for i, step in enumerate(steps):
+        if not isinstance(step, base.Transformer):
+            raise ConfigError(f"{key}.preprocessing[{i}]", f"{config.preprocessing[i].model} is not a River transformer")
+    pipeline = compose.Pipeline(*steps, model) if steps else model
+    check_task(pipeline, config.model, task, f"{key}.model")
+    return pipeline
+
+
+def _final(model: base.Estimator) -> base.Estimator:
+    return model[-1] if isinstance(model, compose.Pipeline) else model
+
+
+def check_task(model: base.Estimator, name: str, task: str, key: str) -> None:
+    final = _final(model)
+    if task == "regression":
+        if not isinstance(final, base.Regressor):
+            raise ConfigError(key, f"{name} is not a River regressor, but the stream's target is numeric (task: regression)")
+        return
+    if not isinstance(final, base.Classifier):
+        raise ConfigError(key, f"{name} is not a River classifier, but the stream's task is {task} classification")
+    if task == "multiclass" and not getattr(final, "_multiclass", False):
+        raise ConfigError(
+            key,
+            f"{name} handles two classes only, but the stream has more; wrap it, e.g. "
+            "model: river.multiclass.OneVsRestClassifier with params: {classifier: {model: " + name + "}}",
+        )

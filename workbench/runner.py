@@ -1,0 +1,229 @@
+"""The one loop: for every learner, predict each question, score and learn each answer.
+
+It yields ``StepBatch``es and does no I/O. Everything that varies between learners (proba or
+label or number, which metrics) is settled once, when an ``Arm`` is made — never inside the loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from time import perf_counter, perf_counter_ns
+
+from river import base
+
+from workbench.errors import ConfigError
+from workbench.evaluation.metrics import make as make_metric
+from workbench.events import Event, StepBatch
+from workbench.replay.labels import Delay, questions_and_answers
+
+#: rows an arm buffers before its steps are handed on
+FLUSH_ROWS = 8192
+#: ... and the longest a step waits before it is handed on, in seconds
+FLUSH_SECONDS = 2.0
+_EPS = 1e-15
+
+
+def _uses_proba(model: base.Estimator) -> bool:
+    """Whether the classifier gives probabilities (River's base class raises otherwise)."""
+    try:
+        model.predict_proba_one({})
+    except NotImplementedError:
+        return False
+    except Exception:  # an untrained model may fail on an empty dict for other reasons
+        return True
+    return True
+
+
+class Arm:
+    """One learner in the loop: predicts, scores the stored prediction, learns, buffers steps."""
+
+    def __init__(self, name: str, model: base.Estimator, task: str, metrics: list[str]):
+        self.name = name
+        self.model = model
+        self.task = task
+        self.metrics = {m: make_metric(m, task) for m in metrics}
+        self.batch = StepBatch(name)
+        self.version = 0
+        self.n_predictions = 0
+        self.n_learned = 0
+        self.predict_ns = 0
+        self.learn_ns = 0
+        self._pending: dict[int, tuple] = {}
+        self._predict = model.predict_one
+        self._learn = model.learn_one
+
+    def take(self) -> StepBatch:
+        """Hand over the buffered steps (cut to whole rows: an interrupt can land mid-append)."""
+        batch, self.batch = self.batch, StepBatch(self.name)
+        n = min(len(col) for col in batch.columns().values())
+        if any(len(col) != n for col in batch.columns().values()):
+            for col in batch.columns().values():
+                del col[n:]
+        return batch
+
+    def step(self, seq: int, ev: Event) -> None:
+        """Predict then learn at once (no label delay)."""
+        x = ev.x
+        t0 = perf_counter_ns()
+        pred = self._predict(x)
+        t1 = perf_counter_ns()
+        self._learn(x, ev.y)
+        t2 = perf_counter_ns()
+        self.predict_ns += t1 - t0
+        self.learn_ns += t2 - t1
+        self._record(seq, ev.time, ev.y, pred, (t1 - t0) / 1000, (t2 - t1) / 1000, self.version)
+
+    def ask(self, seq: int, ev: Event) -> None:
+        t0 = perf_counter_ns()
+        pred = self._predict(ev.x)
+        t1 = perf_counter_ns()
+        self.predict_ns += t1 - t0
+        self._pending[seq] = (pred, (t1 - t0) / 1000, self.version)
+
+    def answer(self, seq: int, ev: Event, y) -> None:
+        pred, predict_us, version = self._pending.pop(seq)
+        t0 = perf_counter_ns()
+        self._learn(ev.x, y)
+        t1 = perf_counter_ns()
+        self.learn_ns += t1 - t0
+        self._record(seq, ev.time, y, pred, predict_us, (t1 - t0) / 1000, version)
+
+    def _record(self, seq, time, y, pred, predict_us, learn_us, version) -> None:
+        raise NotImplementedError
+
+    def _append(self, seq, time, y, y_pred, proba, correct, loss, predict_us, learn_us, version):
+        b = self.batch
+        b.seq.append(seq)
+        b.event_time.append(time)
+        b.y_true.append(y)
+        b.y_pred.append(y_pred)
+        b.y_proba.append(proba)
+        b.correct.append(correct)
+        b.loss.append(loss)
+        b.predict_us.append(predict_us)
+        b.learn_us.append(learn_us)
+        b.model_version.append(version)
+        self.n_learned += 1
+
+
+class ProbaClassifierArm(Arm):
+    """A classifier with probabilities: one ``predict_proba_one`` gives the label and the loss."""
+
+    def __init__(self, name, model, task, metrics):
+        super().__init__(name, model, task, metrics)
+        self._predict = model.predict_proba_one
+        self._by_label = [m.update for m in self.metrics.values() if m.requires_labels]
+        self._by_proba = [m.update for m in self.metrics.values() if not m.requires_labels]
+
+    def _record(self, seq, time, y, proba, predict_us, learn_us, version):
+        if not proba:  # River's metrics skip an abstention; so do we
+            self._append(seq, time, y, None, None, None, None, predict_us, learn_us, version)
+            return
+        self.n_predictions += 1
+        # River's predict_one is exactly this argmax of predict_proba_one.
+        y_pred = max(proba, key=proba.get)
+        p_true = proba.get(y, 0.0)
+        loss = -math.log(min(max(p_true, _EPS), 1.0 - _EPS))
+        for update in self._by_label:
+            update(y, y_pred)
+        for update in self._by_proba:
+            update(y, proba)
+        self._append(seq, time, y, y_pred, proba[y_pred], y_pred == y, loss, predict_us, learn_us, version)
+
+
+class LabelClassifierArm(Arm):
+    """A classifier that gives labels only: no probability, no loss."""
+
+    def __init__(self, name, model, task, metrics):
+        super().__init__(name, model, task, metrics)
+        needs_proba = [m for m, metric in self.metrics.items() if not metric.requires_labels]
+        if needs_proba:
+            raise ConfigError("metrics", f"{', '.join(needs_proba)} need probabilities, but learner {name!r} only predicts labels")
+        self._updates = [m.update for m in self.metrics.values()]
+
+    def _record(self, seq, time, y, y_pred, predict_us, learn_us, version):
+        if y_pred is None:
+            self._append(seq, time, y, None, None, None, None, predict_us, learn_us, version)
+            return
+        self.n_predictions += 1
+        for update in self._updates:
+            update(y, y_pred)
+        self._append(seq, time, y, y_pred, None, y_pred == y, None, predict_us, learn_us, version)
+
+
+class RegressorArm(Arm):
+    """A regressor: the loss is the squared error."""
+
+    def __init__(self, name, model, task, metrics):
+        super().__init__(name, model, task, metrics)
+        self._updates = [m.update for m in self.metrics.values()]
+
+    def _record(self, seq, time, y, y_pred, predict_us, learn_us, version):
+        if y_pred is None:
+            self._append(seq, time, y, None, None, None, None, predict_us, learn_us, version)
+            return
+        self.n_predictions += 1
+        for update in self._updates:
+            update(y, y_pred)
+        self._append(seq, time, y, y_pred, None, None, (y - y_pred) ** 2, predict_us, learn_us, version)
+
+
+def make_arm(name: str, model: base.Estimator, task: str, metrics: list[str]) -> Arm:
+    if task == "regression":
+        return RegressorArm(name, model, task, metrics)
+    if _uses_proba(model):
+        return ProbaClassifierArm(name, model, task, metrics)
+    return LabelClassifierArm(name, model, task, metrics)
+
+
+class Runner:
+    """Drives every arm over the same events, in the same order. Counts what it saw."""
+
+    def __init__(self, arms: list[Arm], delay: Delay, has_time: bool):
+        self.arms = arms
+        self.delay = delay
+        self.has_time = has_time
+        self.n_events = 0
+
+    def run(self, events: Iterable[Event]) -> Iterator[list[StepBatch]]:
+        """Yield the arms' steps every FLUSH_ROWS rows or FLUSH_SECONDS, and at the end.
+
+        If the loop is interrupted, ``take()`` still hands over every step completed so far.
+        """
+        yield from self._loop(events)
+        yield self.take()
+
+    def take(self) -> list[StepBatch]:
+        return [arm.take() for arm in self.arms]
+
+    def pending(self) -> int:
+        """Predictions still waiting for their label."""
+        return max((len(arm._pending) for arm in self.arms), default=0)
+
+    def _loop(self, events: Iterable[Event]) -> Iterator[list[StepBatch]]:
+        arms = self.arms
+        lead = arms[0]
+        deadline = perf_counter() + FLUSH_SECONDS
+        if self.delay.immediate:
+            for seq, ev in enumerate(events):
+                for arm in arms:
+                    arm.step(seq, ev)
+                self.n_events = seq + 1
+                if len(lead.batch.seq) >= FLUSH_ROWS or (not seq & 1023 and perf_counter() > deadline):
+                    yield self.take()
+                    deadline = perf_counter() + FLUSH_SECONDS
+            return
+        n = 0
+        for seq, ev, y in questions_and_answers(events, self.delay, self.has_time):
+            if y is None:
+                for arm in arms:
+                    arm.ask(seq, ev)
+                n += 1
+                self.n_events = n
+                if len(lead.batch.seq) >= FLUSH_ROWS or (not n & 1023 and perf_counter() > deadline):
+                    yield self.take()
+                    deadline = perf_counter() + FLUSH_SECONDS
+            else:
+                for arm in arms:
+                    arm.answer(seq, ev, y)

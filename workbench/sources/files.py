@@ -1,0 +1,154 @@
+"""Files: CSV, Parquet and JSON Lines (optionally gzipped), read in Arrow batches."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.json as pjson
+import pyarrow.parquet as pq
+
+from workbench.config import SourceConfig
+from workbench.errors import ConfigError, SourceError
+from workbench.events import DeadLetter, Event, TrueDrift
+from workbench.sources.base import DeadLetterSink
+
+BATCH_ROWS = 16_384
+FORMATS = ("csv", "parquet", "jsonl")
+# Integer targets with more distinct values than this are taken as a regression target.
+MAX_CLASSES = 20
+
+
+def detect_format(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz", ".gzip")]
+    ext = suffixes[-1].lstrip(".") if suffixes else ""
+    fmt = {"csv": "csv", "tsv": "csv", "parquet": "parquet", "pq": "parquet", "jsonl": "jsonl", "ndjson": "jsonl", "json": "jsonl"}.get(ext)
+    if fmt is None:
+        raise ConfigError("source.path", f"cannot tell the format of {path.name}; allowed extensions: .csv, .parquet, .jsonl (optionally .gz)")
+    return fmt
+
+
+class FileSource:
+    def __init__(self, config: SourceConfig):
+        self.config = config
+
+    @property
+    def path(self) -> Path:
+        return Path(self.config.path or "")
+
+    def _batches(self, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        path, fmt = self.path, detect_format(self.path)
+        if fmt == "parquet":
+            yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns)
+            return
+        stream = pa.input_stream(str(path), compression="detect")
+        if fmt == "csv":
+            delimiter = "\t" if ".tsv" in path.name.lower() else ","
+            reader = pcsv.open_csv(
+                stream,
+                read_options=pcsv.ReadOptions(block_size=1 << 22),
+                parse_options=pcsv.ParseOptions(delimiter=delimiter),
+                convert_options=pcsv.ConvertOptions(include_columns=columns),
+            )
+        else:
+            reader = pjson.open_json(stream, read_options=pjson.ReadOptions(block_size=1 << 22))
+        for batch in reader:
+            yield batch.select(columns) if columns else batch
+
+    @functools.cached_property
+    def schema(self) -> pa.Schema:
+        if not self.path.exists():
+            raise SourceError(f"source.path: {self.path} does not exist")
+        first = next(self._batches(), None)
+        if first is None:
+            raise SourceError(f"source.path: {self.path} holds no rows")
+        return first.schema
+
+    @property
+    def feature_names(self) -> list[str]:
+        cfg, names = self.config, self.schema.names
+        if cfg.features:
+            return list(cfg.features)
+        return [n for n in names if n not in (cfg.target, cfg.time)]
+
+    def validate(self) -> None:
+        names = self.schema.names
+        for key, column in [("source.target", self.config.target), ("source.time", self.config.time)]:
+            if column is not None and column not in names:
+                raise ConfigError(key, f"no column {column!r} in {self.path.name}; columns: {', '.join(names)}")
+        for feature in self.config.features or []:
+            if feature not in names:
+                raise ConfigError("source.features", f"no column {feature!r} in {self.path.name}; columns: {', '.join(names)}")
+
+    @functools.cached_property
+    def _target_column(self) -> pa.ChunkedArray:
+        batches = list(self._batches([self.config.target]))
+        return pa.Table.from_batches(batches).column(0)
+
+    @property
+    def task(self) -> str:
+        if self.config.task:
+            return self.config.task
+        col = self._target_column
+        kind = col.type
+        if pa.types.is_boolean(kind):
+            return "binary"
+        if pa.types.is_floating(kind):
+            return "regression"
+        n_classes = len(pc.unique(col.drop_null()))
+        if pa.types.is_integer(kind) and n_classes > MAX_CLASSES:
+            return "regression"
+        return "binary" if n_classes <= 2 else "multiclass"
+
+    @property
+    def length(self) -> int | None:
+        if detect_format(self.path) == "parquet":
+            rows = pq.ParquetFile(self.path).metadata.num_rows
+        else:
+            rows = len(self._target_column)
+        return min(rows, self.config.n) if self.config.n else rows
+
+    def true_drifts(self) -> list[TrueDrift]:
+        return []
+
+    def _times(self, column: pa.Array) -> list:
+        kind = column.type
+        if pa.types.is_integer(kind):
+            column = column.cast(pa.timestamp(self.config.time_unit, tz="UTC"))
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            column = pc.cast(column, pa.timestamp("us"))
+        return column.to_pylist()
+
+    def events(self, dead_letter: DeadLetterSink) -> Iterator[Event]:
+        cfg, names = self.config, self.feature_names
+        fmt = detect_format(self.path)
+        first_line = {"csv": 2, "jsonl": 1, "parquet": 0}[fmt]
+        line = first_line
+        limit = cfg.n
+        wanted = names + [cfg.target] + ([cfg.time] if cfg.time else [])
+        for batch in self._batches(list(dict.fromkeys(wanted))):
+            columns = [batch.column(n).to_pylist() for n in names]
+            ys = batch.column(cfg.target).to_pylist()
+            times = self._times(batch.column(cfg.time)) if cfg.time else itertools.repeat(None)
+            has_nulls = any(batch.column(n).null_count for n in names)
+            for values, y, t in zip(zip(*columns), ys, times):
+                if y is None:
+                    dead_letter(DeadLetter(f"{self.path}:{line}", f"target column {cfg.target!r} is empty", _raw(names, values)))
+                elif has_nulls:
+                    # River's convention for a missing value is an absent key.
+                    yield Event({k: v for k, v in zip(names, values) if v is not None}, y, t, None, line)
+                else:
+                    yield Event(dict(zip(names, values)), y, t, None, line)
+                line += 1
+                if limit is not None and line - first_line >= limit:
+                    return
+
+
+def _raw(names: list[str], values: tuple) -> bytes:
+    return json.dumps(dict(zip(names, values)), default=str).encode()

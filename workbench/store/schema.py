@@ -1,0 +1,91 @@
+"""The DuckDB tables: the record of every experiment, readable by any DuckDB client."""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+
+from workbench.errors import DatabaseLockedError
+
+TABLES = {
+    "runs": """
+        run_id VARCHAR PRIMARY KEY,
+        name VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,            -- running | finished | failed | interrupted
+        config JSON NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ,
+        n_events BIGINT DEFAULT 0,
+        n_dead_letters BIGINT DEFAULT 0,
+        n_duplicates BIGINT DEFAULT 0,
+        n_late BIGINT DEFAULT 0,
+        n_unlabelled BIGINT DEFAULT 0,
+        n_orphan_labels BIGINT DEFAULT 0,
+        task VARCHAR,
+        seed BIGINT,
+        elapsed_s DOUBLE,
+        error VARCHAR,
+        workbench_version VARCHAR
+    """,
+    "learners": """
+        run_id VARCHAR NOT NULL,
+        learner VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,              -- online | batch
+        model VARCHAR NOT NULL,             -- the dotted name
+        spec JSON,                          -- the learner's config
+        n_predictions BIGINT,
+        n_learned BIGINT,
+        metrics JSON,                       -- cumulative metrics at the end of the run
+        predict_us_mean DOUBLE,
+        learn_us_mean DOUBLE
+    """,
+    "steps": """
+        run_id VARCHAR NOT NULL,
+        learner VARCHAR NOT NULL,
+        seq BIGINT NOT NULL,                -- position of the event in replay order
+        event_time TIMESTAMPTZ,
+        y_true VARCHAR,                     -- labels as text; cast regression values with ::DOUBLE
+        y_pred VARCHAR,                     -- NULL when the learner abstained
+        y_proba DOUBLE,                     -- probability the learner gave its prediction
+        correct BOOLEAN,
+        loss DOUBLE,                        -- log loss (classifiers), squared error (regressors)
+        predict_us REAL,
+        learn_us REAL,
+        model_version INTEGER
+    """,
+    "true_drifts": """
+        run_id VARCHAR NOT NULL,
+        seq BIGINT NOT NULL,
+        width BIGINT NOT NULL
+    """,
+    "dead_letters": """
+        run_id VARCHAR NOT NULL,
+        origin VARCHAR NOT NULL,            -- file:line or topic/partition/offset
+        reason VARCHAR NOT NULL,
+        raw BLOB                            -- the record's bytes, kept
+    """,
+}
+
+
+def create(con: duckdb.DuckDBPyConnection) -> None:
+    for name, columns in TABLES.items():
+        con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
+
+
+def connect(path: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the database, turning DuckDB's lock conflict into an error a person can act on."""
+    try:
+        con = duckdb.connect(path, read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        pid = re.search(r"PID (\d+)", str(exc))
+        holder = f"process {pid.group(1)}" if pid else "another process"
+        raise DatabaseLockedError(
+            f"{path} is in use by {holder} (a replay writing to it, or a notebook holding it "
+            f"open). Wait for that replay to finish or close that connection, or write this run "
+            f"to another file with --db / db=."
+        ) from None
+    con.execute("SET TimeZone = 'UTC'")
+    return con

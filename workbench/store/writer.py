@@ -1,0 +1,153 @@
+"""The only writer: appends a run's steps to DuckDB in Arrow batches, from a thread of its own.
+
+The thread owns the connection, so converting to Arrow and inserting (DuckDB releases the GIL)
+overlap with the replay instead of stalling it.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+
+from workbench.events import DeadLetter, StepBatch, TrueDrift
+from workbench.store import schema
+
+_STEP_COLUMNS = ("run_id", "learner") + StepBatch.COLUMNS
+
+
+def _text(values: list) -> pa.Array:
+    """Labels as text: one Arrow cast when the labels share a type, else str() each."""
+    try:
+        return pa.array(values).cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def _times(values: list) -> pa.Array:
+    array = pa.array(values)
+    if pa.types.is_null(array.type):
+        return array.cast(pa.timestamp("us", tz="UTC"))
+    if pa.types.is_timestamp(array.type):
+        return array.cast(pa.timestamp("us", tz=array.type.tz or "UTC"))
+    return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def steps_table(run_id: str, batch: StepBatch) -> pa.Table:
+    cols = batch.columns()
+    n = len(batch)
+    return pa.table({
+        "run_id": pa.array([run_id] * n, pa.string()),
+        "learner": pa.array([batch.learner] * n, pa.string()),
+        "seq": pa.array(cols["seq"], pa.int64()),
+        "event_time": _times(cols["event_time"]),
+        "y_true": _text(cols["y_true"]),
+        "y_pred": _text(cols["y_pred"]),
+        "y_proba": pa.array(cols["y_proba"], pa.float64()),
+        "correct": pa.array(cols["correct"], pa.bool_()),
+        "loss": pa.array(cols["loss"], pa.float64()),
+        "predict_us": pa.array(cols["predict_us"], pa.float32()),
+        "learn_us": pa.array(cols["learn_us"], pa.float32()),
+        "model_version": pa.array(cols["model_version"], pa.int32()),
+    })
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class RunWriter:
+    """Writes one run: its row in ``runs``, then steps, dead letters and true drifts."""
+
+    def __init__(self, path: str, run_id: str):
+        self.path = path
+        self.run_id = run_id
+        self.n_steps = 0
+        self.n_dead_letters = 0
+        self._dead: list[DeadLetter] = []
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=16)
+        self._error: BaseException | None = None
+        self._con = schema.connect(path)
+        schema.create(self._con)
+        self._thread = threading.Thread(target=self._work, name=f"workbench-writer-{run_id}", daemon=True)
+        self._thread.start()
+
+    # -- the thread ---------------------------------------------------------------------------
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    job()
+                except BaseException as exc:  # handed to the replay thread at its next call
+                    self._error = exc
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(job)
+
+    # -- what the replay calls ----------------------------------------------------------------
+    def begin(self, name: str, config: dict[str, Any], task: str, seed: int, version: str) -> None:
+        row = [self.run_id, name, "running", json.dumps(config, default=str), now(), task, seed, version]
+        self._submit(lambda: self._con.execute(
+            "INSERT INTO runs (run_id, name, status, config, created_at, task, seed, workbench_version) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row))
+
+    def true_drifts(self, drifts: list[TrueDrift]) -> None:
+        rows = [(self.run_id, d.seq, d.width) for d in drifts]
+        if rows:
+            self._submit(lambda: self._con.executemany("INSERT INTO true_drifts VALUES (?, ?, ?)", rows))
+
+    def dead_letter(self, record: DeadLetter) -> None:
+        self._dead.append(record)
+        self.n_dead_letters += 1
+
+    def write(self, batches: list[StepBatch]) -> None:
+        for batch in batches:
+            if len(batch):
+                self.n_steps += len(batch)
+                self._submit(lambda b=batch: self._insert_steps(b))
+        if self._dead:
+            dead, self._dead = self._dead, []
+            self._submit(lambda: self._insert_dead(dead))
+
+    def _insert_steps(self, batch: StepBatch) -> None:
+        arrow_steps = steps_table(self.run_id, batch)  # noqa: F841 — read by DuckDB's replacement scan
+        self._con.execute(f"INSERT INTO steps ({', '.join(_STEP_COLUMNS)}) SELECT * FROM arrow_steps")
+
+    def _insert_dead(self, dead: list[DeadLetter]) -> None:
+        arrow_dead = pa.table({  # noqa: F841 — read by DuckDB's replacement scan
+            "run_id": [self.run_id] * len(dead),
+            "origin": [d.origin for d in dead],
+            "reason": [d.reason for d in dead],
+            "raw": pa.array([d.raw for d in dead], pa.binary()),
+        })
+        self._con.execute("INSERT INTO dead_letters SELECT * FROM arrow_dead")
+
+    def finish(self, status: str, counts: dict[str, int], learners: list[dict[str, Any]],
+               elapsed_s: float, error: str | None = None) -> None:
+        """Drain the queue, then record how the run ended. Always closes the connection."""
+        try:
+            self.write([])
+            self._queue.put(None)
+            self._thread.join()
+            con = self._con
+            for row in learners:
+                con.execute(
+                    "INSERT INTO learners VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [self.run_id, row["learner"], row["kind"], row["model"], json.dumps(row["spec"], default=str),
+                     row["n_predictions"], row["n_learned"], json.dumps(row["metrics"]),
+                     row["predict_us_mean"], row["learn_us_mean"]])
+            assignments = ", ".join(f"{k} = ?" for k in counts)
+            con.execute(
+                f"UPDATE runs SET status = ?, finished_at = ?, elapsed_s = ?, error = ?, {assignments} WHERE run_id = ?",
+                [status, now(), elapsed_s, error, *counts.values(), self.run_id])
+            if self._error is not None and status != "failed":
+                raise self._error
+        finally:
+            self._con.close()
