@@ -17,7 +17,7 @@ import yaml
 
 from workbench.errors import ConfigError
 
-SOURCE_KINDS = ("synthetic", "dataset", "file")
+SOURCE_KINDS = ("synthetic", "dataset", "file", "python")
 TASKS = ("binary", "multiclass", "regression")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -98,6 +98,7 @@ _SOURCE_KEYS = {
     "synthetic": ("kind", "generator", "params", "drifts", "n", "task"),
     "dataset": ("kind", "name", "time", "n", "task"),
     "file": ("kind", "path", "target", "features", "time", "time_unit", "n", "task"),
+    "python": ("kind", "n", "task"),  # wb.run(config, stream=...) from Python
 }
 _LEARNER_KEYS = ("name", "model", "params", "preprocessing")
 _DRIFT_KEYS = ("at", "width", "params")

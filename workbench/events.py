@@ -6,38 +6,33 @@ They are plain slotted classes: one is made per event, so they must be cheap to 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
 
-class Event:
+class Event(NamedTuple):
     """One record of a stream, as a source read it.
 
     ``x`` holds the features, ``y`` the target (``None`` when the label comes later or never),
     ``time`` the event time (``None`` when the stream has no clock), ``key`` the id naming the
     event, ``origin`` where it came from (a line number for files, a tuple for Kafka) and
     ``delay`` a label delay the record carries itself (``replay.label_delay: <field>``).
+
+    A tuple, so that a source can build millions of them in C: ``make_events`` below.
     """
 
-    __slots__ = ("x", "y", "time", "key", "origin", "delay")
+    x: dict
+    y: Any = None
+    time: Any = None
+    key: Any = None
+    origin: Any = None
+    delay: Any = None
 
-    def __init__(self, x, y=None, time=None, key=None, origin=None, delay=None):
-        self.x = x
-        self.y = y
-        self.time = time
-        self.key = key
-        self.origin = origin
-        self.delay = delay
 
-    def __repr__(self) -> str:
-        return (
-            f"Event(x={self.x!r}, y={self.y!r}, time={self.time!r}, key={self.key!r}, "
-            f"origin={self.origin!r})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Event):
-            return NotImplemented
-        return all(getattr(self, s) == getattr(other, s) for s in self.__slots__)
+#: Build an Event from a tuple without a Python-level call (~0.3 µs saved per event):
+#: ``map(make_event, zip(xs, ys, times, keys, origins, delays))`` runs entirely in C. The tuple
+#: must have all six fields.
+make_event = partial(tuple.__new__, Event)
 
 
 @dataclass(frozen=True)
@@ -57,32 +52,29 @@ class TrueDrift:
     width: int
 
 
+#: the columns of a step, in the order of a StepBatch row
+STEP_COLUMNS = (
+    "seq", "event_time", "y_true", "y_pred", "y_proba", "loss",
+    "predict_ns", "learn_ns", "model_version",
+)
+
+
 @dataclass
 class StepBatch:
-    """Steps of one learner, column by column (a Python object per row would cost ~2 µs).
+    """Steps of one learner: a tuple per step, in STEP_COLUMNS order (times in nanoseconds;
+    the store keeps microseconds).
 
-    Every list has one entry per step; ``learner`` is the same for all of them.
+    A tuple is the cheapest record CPython builds (a dict or an object per row costs ~2 µs);
+    the writer turns the rows into Arrow columns every few thousand steps.
     """
 
     learner: str
-    seq: list[int] = field(default_factory=list)
-    event_time: list[Any] = field(default_factory=list)
-    y_true: list[Any] = field(default_factory=list)
-    y_pred: list[Any] = field(default_factory=list)
-    y_proba: list[float | None] = field(default_factory=list)
-    correct: list[bool | None] = field(default_factory=list)
-    loss: list[float | None] = field(default_factory=list)
-    predict_us: list[float] = field(default_factory=list)
-    learn_us: list[float | None] = field(default_factory=list)
-    model_version: list[int] = field(default_factory=list)
-
-    COLUMNS = (
-        "seq", "event_time", "y_true", "y_pred", "y_proba", "correct", "loss",
-        "predict_us", "learn_us", "model_version",
-    )
+    rows: list[tuple] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.seq)
+        return len(self.rows)
 
     def columns(self) -> dict[str, list]:
-        return {name: getattr(self, name) for name in self.COLUMNS}
+        if not self.rows:
+            return {name: [] for name in STEP_COLUMNS}
+        return dict(zip(STEP_COLUMNS, map(list, zip(*self.rows))))

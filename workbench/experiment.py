@@ -7,7 +7,7 @@ import secrets
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,6 @@ from workbench.replay.labels import parse_delay, with_field_delay
 from workbench.runner import Runner, make_arm
 from workbench.sources import open_source
 from workbench.store import DEFAULT_DB, RunWriter, Store
-
-_PROGRESS_EVERY = 1000
-
 
 @dataclasses.dataclass
 class Run:
@@ -57,34 +54,42 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def _progress(events: Iterable[Event], total: int | None, name: str, enabled: bool) -> Iterator[Event]:
-    """Count events into a tqdm bar (the notebook flavour inside Jupyter), every 1000 events."""
-    if not enabled:
-        yield from events
-        return
-    from tqdm.auto import tqdm
+class _Progress:
+    """A tqdm bar (the notebook flavour inside Jupyter), moved each time the runner hands over
+    steps — never per event, which would cost more than the logging."""
 
-    with tqdm(total=total, desc=name, unit=" events", unit_scale=True, smoothing=0.1,
-              mininterval=0.5, file=sys.stderr) as bar:
-        n = 0
-        for ev in events:
-            yield ev
-            n += 1
-            if n == _PROGRESS_EVERY:
-                bar.update(n)
-                n = 0
-        bar.update(n)
+    def __init__(self, total: int | None, name: str, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=name, unit=" events", unit_scale=True,
+                            smoothing=0.3, mininterval=0.5, file=sys.stderr)
+        self.shown = 0
+
+    def show(self, n: int) -> None:
+        if self.bar is not None and n > self.shown:
+            self.bar.update(n - self.shown)
+            self.shown = n
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = None,
-        overrides: list[str] | None = None, progress: bool = True) -> Run:
+        overrides: list[str] | None = None, progress: bool = True, stream: Iterable | None = None) -> Run:
     """Replay one experiment and log every update to ``db`` (default ``runs/workbench.duckdb``).
 
+    ``stream`` replays any iterable of ``(x, y)`` pairs (a River dataset, a list) instead of
+    the config's source; the config then needs no ``source`` (or ``source: {kind: python}``).
     The config is validated before any event is read. Ctrl-C keeps every step logged so far:
     the run is marked ``interrupted`` and returned.
     """
+    if stream is not None and isinstance(config, dict) and "source" not in config:
+        config = {**config, "source": {"kind": "python"}}
     cfg = config_mod.load(config, overrides)
-    source = open_source(cfg.source, cfg.seed)
+    source = open_source(cfg.source, cfg.seed, stream)
     task = source.task
     metrics = names_for(cfg.metrics, task)
     has_time = cfg.source.time is not None
@@ -94,7 +99,7 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     db_path = Path(db or DEFAULT_DB)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id()
-    writer = RunWriter(str(db_path), run_id)
+    writer = RunWriter(str(db_path), run_id, classification=task != "regression")
     writer.begin(cfg.name, cfg.to_dict(), task, cfg.seed, __version__)
     writer.true_drifts(source.true_drifts())
 
@@ -102,11 +107,13 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     if delay.kind == "field":
         events = with_field_delay(events, delay.value, has_time)
     runner = Runner(arms, delay, has_time)
+    bar = _Progress(source.length, cfg.name, progress)
     started = time.perf_counter()
     status, error = "finished", None
     try:
-        for batches in runner.run(_progress(events, source.length, cfg.name, progress)):
+        for batches in runner.run(events):
             writer.write(batches)
+            bar.show(runner.n_events)
     except KeyboardInterrupt:
         status = "interrupted"
         writer.write(runner.take())
@@ -115,6 +122,7 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
         writer.write(runner.take())
         raise
     finally:
+        bar.close()
         elapsed = time.perf_counter() - started
         counts = {"n_events": runner.n_events, "n_dead_letters": writer.n_dead_letters}
         writer.finish(status, counts, [_learner_row(arm, cfg) for arm in arms], elapsed, error)
@@ -130,17 +138,12 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
 
 def _learner_row(arm, cfg: config_mod.Config) -> dict[str, Any]:
     spec = next(dataclasses.asdict(lc) for lc in cfg.learners if lc.name == arm.name)
-    n_pred_calls = arm.n_learned + len(arm._pending)
     return {
         "learner": arm.name,
         "kind": "online",
         "model": spec["model"],
         "spec": spec,
-        "n_predictions": arm.n_predictions,
-        "n_learned": arm.n_learned,
         "metrics": {name: _value(m) for name, m in arm.metrics.items()},
-        "predict_us_mean": arm.predict_ns / 1000 / n_pred_calls if n_pred_calls else None,
-        "learn_us_mean": arm.learn_ns / 1000 / arm.n_learned if arm.n_learned else None,
     }
 
 

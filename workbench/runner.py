@@ -6,7 +6,7 @@ label or number, which metrics) is settled once, when an ``Arm`` is made — nev
 
 from __future__ import annotations
 
-import math
+from math import log
 from collections.abc import Iterable, Iterator
 from time import perf_counter, perf_counter_ns
 
@@ -19,9 +19,12 @@ from workbench.replay.labels import Delay, questions_and_answers
 
 #: rows an arm buffers before its steps are handed on
 FLUSH_ROWS = 8192
-#: ... and the longest a step waits before it is handed on, in seconds
-FLUSH_SECONDS = 2.0
+#: ... and the longest a step waits before it is handed on (and progress is shown), in seconds
+FLUSH_SECONDS = 1.0
+#: how often (in events) the clock is read for FLUSH_SECONDS, minus one (a bit mask)
+_CLOCK_MASK = 255
 _EPS = 1e-15
+_MAX_LOSS = -log(_EPS)  # River's metrics clip probabilities at 1e-15 too
 
 
 def _uses_proba(model: base.Estimator) -> bool:
@@ -36,31 +39,28 @@ def _uses_proba(model: base.Estimator) -> bool:
 
 
 class Arm:
-    """One learner in the loop: predicts, scores the stored prediction, learns, buffers steps."""
+    """One learner in the loop: predicts, scores the stored prediction, learns, buffers steps.
+
+    Subclasses say how a prediction is scored (``_record``); each appends one tuple per step.
+    """
 
     def __init__(self, name: str, model: base.Estimator, task: str, metrics: list[str]):
         self.name = name
         self.model = model
         self.task = task
         self.metrics = {m: make_metric(m, task) for m in metrics}
-        self.batch = StepBatch(name)
         self.version = 0
-        self.n_predictions = 0
-        self.n_learned = 0
-        self.predict_ns = 0
-        self.learn_ns = 0
         self._pending: dict[int, tuple] = {}
         self._predict = model.predict_one
         self._learn = model.learn_one
+        self.take()
 
     def take(self) -> StepBatch:
-        """Hand over the buffered steps (cut to whole rows: an interrupt can land mid-append)."""
-        batch, self.batch = self.batch, StepBatch(self.name)
-        n = min(len(col) for col in batch.columns().values())
-        if any(len(col) != n for col in batch.columns().values()):
-            for col in batch.columns().values():
-                del col[n:]
-        return batch
+        """Hand over the buffered steps and start a new batch."""
+        batch = getattr(self, "batch", None)
+        self.batch = StepBatch(self.name)
+        self._emit = self.batch.rows.append
+        return batch if batch is not None else self.batch
 
     def step(self, seq: int, ev: Event) -> None:
         """Predict then learn at once (no label delay)."""
@@ -70,41 +70,23 @@ class Arm:
         t1 = perf_counter_ns()
         self._learn(x, ev.y)
         t2 = perf_counter_ns()
-        self.predict_ns += t1 - t0
-        self.learn_ns += t2 - t1
-        self._record(seq, ev.time, ev.y, pred, (t1 - t0) / 1000, (t2 - t1) / 1000, self.version)
+        self._record(seq, ev.time, ev.y, pred, t1 - t0, t2 - t1, self.version)
 
     def ask(self, seq: int, ev: Event) -> None:
         t0 = perf_counter_ns()
         pred = self._predict(ev.x)
         t1 = perf_counter_ns()
-        self.predict_ns += t1 - t0
-        self._pending[seq] = (pred, (t1 - t0) / 1000, self.version)
+        self._pending[seq] = (pred, t1 - t0, self.version)
 
     def answer(self, seq: int, ev: Event, y) -> None:
-        pred, predict_us, version = self._pending.pop(seq)
+        pred, predict_ns, version = self._pending.pop(seq)
         t0 = perf_counter_ns()
         self._learn(ev.x, y)
         t1 = perf_counter_ns()
-        self.learn_ns += t1 - t0
-        self._record(seq, ev.time, y, pred, predict_us, (t1 - t0) / 1000, version)
+        self._record(seq, ev.time, y, pred, predict_ns, t1 - t0, version)
 
-    def _record(self, seq, time, y, pred, predict_us, learn_us, version) -> None:
+    def _record(self, seq, time, y, pred, predict_ns, learn_ns, version) -> None:
         raise NotImplementedError
-
-    def _append(self, seq, time, y, y_pred, proba, correct, loss, predict_us, learn_us, version):
-        b = self.batch
-        b.seq.append(seq)
-        b.event_time.append(time)
-        b.y_true.append(y)
-        b.y_pred.append(y_pred)
-        b.y_proba.append(proba)
-        b.correct.append(correct)
-        b.loss.append(loss)
-        b.predict_us.append(predict_us)
-        b.learn_us.append(learn_us)
-        b.model_version.append(version)
-        self.n_learned += 1
 
 
 class ProbaClassifierArm(Arm):
@@ -113,23 +95,19 @@ class ProbaClassifierArm(Arm):
     def __init__(self, name, model, task, metrics):
         super().__init__(name, model, task, metrics)
         self._predict = model.predict_proba_one
-        self._by_label = [m.update for m in self.metrics.values() if m.requires_labels]
-        self._by_proba = [m.update for m in self.metrics.values() if not m.requires_labels]
+        self._updates = [(m.update, not m.requires_labels) for m in self.metrics.values()]
 
-    def _record(self, seq, time, y, proba, predict_us, learn_us, version):
+    def _record(self, seq, time, y, proba, predict_ns, learn_ns, version):
         if not proba:  # River's metrics skip an abstention; so do we
-            self._append(seq, time, y, None, None, None, None, predict_us, learn_us, version)
+            self._emit((seq, time, y, None, None, None, predict_ns, learn_ns, version))
             return
-        self.n_predictions += 1
         # River's predict_one is exactly this argmax of predict_proba_one.
         y_pred = max(proba, key=proba.get)
         p_true = proba.get(y, 0.0)
-        loss = -math.log(min(max(p_true, _EPS), 1.0 - _EPS))
-        for update in self._by_label:
-            update(y, y_pred)
-        for update in self._by_proba:
-            update(y, proba)
-        self._append(seq, time, y, y_pred, proba[y_pred], y_pred == y, loss, predict_us, learn_us, version)
+        for update, wants_proba in self._updates:
+            update(y, proba if wants_proba else y_pred)
+        self._emit((seq, time, y, y_pred, proba[y_pred], -log(p_true) if p_true > _EPS else _MAX_LOSS,
+                    predict_ns, learn_ns, version))
 
 
 class LabelClassifierArm(Arm):
@@ -142,14 +120,13 @@ class LabelClassifierArm(Arm):
             raise ConfigError("metrics", f"{', '.join(needs_proba)} need probabilities, but learner {name!r} only predicts labels")
         self._updates = [m.update for m in self.metrics.values()]
 
-    def _record(self, seq, time, y, y_pred, predict_us, learn_us, version):
+    def _record(self, seq, time, y, y_pred, predict_ns, learn_ns, version):
         if y_pred is None:
-            self._append(seq, time, y, None, None, None, None, predict_us, learn_us, version)
+            self._emit((seq, time, y, None, None, None, predict_ns, learn_ns, version))
             return
-        self.n_predictions += 1
         for update in self._updates:
             update(y, y_pred)
-        self._append(seq, time, y, y_pred, None, y_pred == y, None, predict_us, learn_us, version)
+        self._emit((seq, time, y, y_pred, None, None, predict_ns, learn_ns, version))
 
 
 class RegressorArm(Arm):
@@ -159,14 +136,13 @@ class RegressorArm(Arm):
         super().__init__(name, model, task, metrics)
         self._updates = [m.update for m in self.metrics.values()]
 
-    def _record(self, seq, time, y, y_pred, predict_us, learn_us, version):
+    def _record(self, seq, time, y, y_pred, predict_ns, learn_ns, version):
         if y_pred is None:
-            self._append(seq, time, y, None, None, None, None, predict_us, learn_us, version)
+            self._emit((seq, time, y, None, None, None, predict_ns, learn_ns, version))
             return
-        self.n_predictions += 1
         for update in self._updates:
             update(y, y_pred)
-        self._append(seq, time, y, y_pred, None, None, (y - y_pred) ** 2, predict_us, learn_us, version)
+        self._emit((seq, time, y, y_pred, None, (y - y_pred) ** 2, predict_ns, learn_ns, version))
 
 
 def make_arm(name: str, model: base.Estimator, task: str, metrics: list[str]) -> Arm:
@@ -210,7 +186,7 @@ class Runner:
                 for arm in arms:
                     arm.step(seq, ev)
                 self.n_events = seq + 1
-                if len(lead.batch.seq) >= FLUSH_ROWS or (not seq & 1023 and perf_counter() > deadline):
+                if len(lead.batch.rows) >= FLUSH_ROWS or (not seq & _CLOCK_MASK and perf_counter() > deadline):
                     yield self.take()
                     deadline = perf_counter() + FLUSH_SECONDS
             return
@@ -221,7 +197,7 @@ class Runner:
                     arm.ask(seq, ev)
                 n += 1
                 self.n_events = n
-                if len(lead.batch.seq) >= FLUSH_ROWS or (not n & 1023 and perf_counter() > deadline):
+                if len(lead.batch.rows) >= FLUSH_ROWS or (not n & _CLOCK_MASK and perf_counter() > deadline):
                     yield self.take()
                     deadline = perf_counter() + FLUSH_SECONDS
             else:

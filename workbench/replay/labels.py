@@ -59,8 +59,7 @@ def with_field_delay(events: Iterable[Event], field: str, has_time: bool) -> Ite
             raise ConfigError("replay.label_delay", f"event {ev.origin if ev.origin is not None else ''} has no field {field!r}; fields: {', '.join(ev.x)}") from None
         if has_time and not isinstance(value, timedelta):
             value = timedelta(seconds=value)
-        ev.delay = value
-        yield ev
+        yield ev._replace(delay=value)
 
 
 def _time(ev: Event):

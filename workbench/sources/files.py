@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from workbench.config import SourceConfig
 from workbench.errors import ConfigError, SourceError
-from workbench.events import DeadLetter, Event, TrueDrift
+from workbench.events import DeadLetter, Event, TrueDrift, make_event
 from workbench.sources.base import DeadLetterSink
 
 BATCH_ROWS = 16_384
@@ -127,28 +127,35 @@ class FileSource:
 
     def events(self, dead_letter: DeadLetterSink) -> Iterator[Event]:
         cfg, names = self.config, self.feature_names
-        fmt = detect_format(self.path)
-        first_line = {"csv": 2, "jsonl": 1, "parquet": 0}[fmt]
-        line = first_line
-        limit = cfg.n
-        wanted = names + [cfg.target] + ([cfg.time] if cfg.time else [])
-        for batch in self._batches(list(dict.fromkeys(wanted))):
-            columns = [batch.column(n).to_pylist() for n in names]
-            ys = batch.column(cfg.target).to_pylist()
+        line = {"csv": 2, "jsonl": 1, "parquet": 0}[detect_format(self.path)]
+        remaining = cfg.n if cfg.n is not None else float("inf")
+        wanted = list(dict.fromkeys(names + [cfg.target] + ([cfg.time] if cfg.time else [])))
+        for batch in self._batches(wanted):
+            if remaining <= 0:
+                return
+            if batch.num_rows > remaining:
+                batch = batch.slice(0, int(remaining))
+            remaining -= batch.num_rows
+            lines = range(line, line + batch.num_rows)
+            line += batch.num_rows
+            # Built in C (map/zip/dict): Python-level work per row would cost more than logging.
+            xs = map(dict, map(zip, itertools.repeat(names), zip(*(batch.column(n).to_pylist() for n in names))))
+            if any(batch.column(n).null_count for n in names):
+                # River's convention for a missing value is an absent key.
+                xs = ({k: v for k, v in x.items() if v is not None} for x in xs)
+            target = batch.column(cfg.target)
+            ys = target.to_pylist()
             times = self._times(batch.column(cfg.time)) if cfg.time else itertools.repeat(None)
-            has_nulls = any(batch.column(n).null_count for n in names)
-            for values, y, t in zip(zip(*columns), ys, times):
-                if y is None:
-                    dead_letter(DeadLetter(f"{self.path}:{line}", f"target column {cfg.target!r} is empty", _raw(names, values)))
-                elif has_nulls:
-                    # River's convention for a missing value is an absent key.
-                    yield Event({k: v for k, v in zip(names, values) if v is not None}, y, t, None, line)
+            rows = zip(xs, ys, times, itertools.repeat(None), lines, itertools.repeat(None))
+            if not target.null_count:
+                yield from map(make_event, rows)
+                continue
+            for row in rows:
+                if row[1] is None:
+                    dead_letter(DeadLetter(f"{self.path}:{row[4]}", f"target column {cfg.target!r} is empty", _raw(row[0])))
                 else:
-                    yield Event(dict(zip(names, values)), y, t, None, line)
-                line += 1
-                if limit is not None and line - first_line >= limit:
-                    return
+                    yield make_event(row)
 
 
-def _raw(names: list[str], values: tuple) -> bytes:
-    return json.dumps(dict(zip(names, values)), default=str).encode()
+def _raw(x: dict) -> bytes:
+    return json.dumps(x, default=str).encode()

@@ -18,7 +18,6 @@ import pyarrow as pa
 from workbench.events import DeadLetter, StepBatch, TrueDrift
 from workbench.store import schema
 
-_STEP_COLUMNS = ("run_id", "learner") + StepBatch.COLUMNS
 
 
 def _text(values: list) -> pa.Array:
@@ -38,23 +37,28 @@ def _times(values: list) -> pa.Array:
     return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
-def steps_table(run_id: str, batch: StepBatch) -> pa.Table:
+def steps_table(batch: StepBatch) -> pa.Table:
+    """The batch as Arrow columns (run_id and learner are added by the INSERT)."""
     cols = batch.columns()
-    n = len(batch)
+    times = cols["event_time"]
     return pa.table({
-        "run_id": pa.array([run_id] * n, pa.string()),
-        "learner": pa.array([batch.learner] * n, pa.string()),
         "seq": pa.array(cols["seq"], pa.int64()),
-        "event_time": _times(cols["event_time"]),
+        "event_time": _times(times) if any(t is not None for t in times) else pa.nulls(len(times), pa.timestamp("us", tz="UTC")),
         "y_true": _text(cols["y_true"]),
         "y_pred": _text(cols["y_pred"]),
         "y_proba": pa.array(cols["y_proba"], pa.float64()),
-        "correct": pa.array(cols["correct"], pa.bool_()),
         "loss": pa.array(cols["loss"], pa.float64()),
-        "predict_us": pa.array(cols["predict_us"], pa.float32()),
-        "learn_us": pa.array(cols["learn_us"], pa.float32()),
+        "predict_ns": pa.array(cols["predict_ns"], pa.int64()),
+        "learn_ns": pa.array(cols["learn_ns"], pa.int64()),
         "model_version": pa.array(cols["model_version"], pa.int32()),
     })
+
+
+_INSERT_STEPS = (
+    "INSERT INTO steps (run_id, learner, seq, event_time, y_true, y_pred, y_proba, correct, loss, "
+    "predict_us, learn_us, model_version) SELECT $run_id, $learner, seq, event_time, y_true, y_pred, "
+    "y_proba, CASE WHEN $classifier THEN y_pred = y_true END, loss, predict_ns / 1000.0, learn_ns / 1000.0, model_version FROM arrow_steps"
+)
 
 
 def now() -> datetime:
@@ -64,15 +68,18 @@ def now() -> datetime:
 class RunWriter:
     """Writes one run: its row in ``runs``, then steps, dead letters and true drifts."""
 
-    def __init__(self, path: str, run_id: str):
+    def __init__(self, path: str, run_id: str, classification: bool):
         self.path = path
         self.run_id = run_id
+        self.classification = classification
         self.n_steps = 0
         self.n_dead_letters = 0
         self._dead: list[DeadLetter] = []
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=16)
         self._error: BaseException | None = None
         self._con = schema.connect(path)
+        # One DuckDB thread: the replay needs the other core more than the insert does.
+        self._con.execute("SET threads = 1")
         schema.create(self._con)
         self._thread = threading.Thread(target=self._work, name=f"workbench-writer-{run_id}", daemon=True)
         self._thread.start()
@@ -117,8 +124,9 @@ class RunWriter:
             self._submit(lambda: self._insert_dead(dead))
 
     def _insert_steps(self, batch: StepBatch) -> None:
-        arrow_steps = steps_table(self.run_id, batch)  # noqa: F841 — read by DuckDB's replacement scan
-        self._con.execute(f"INSERT INTO steps ({', '.join(_STEP_COLUMNS)}) SELECT * FROM arrow_steps")
+        arrow_steps = steps_table(batch)  # noqa: F841 — read by DuckDB's replacement scan
+        self._con.execute(_INSERT_STEPS, {"run_id": self.run_id, "learner": batch.learner,
+                                           "classifier": self.classification})
 
     def _insert_dead(self, dead: list[DeadLetter]) -> None:
         arrow_dead = pa.table({  # noqa: F841 — read by DuckDB's replacement scan
@@ -131,18 +139,28 @@ class RunWriter:
 
     def finish(self, status: str, counts: dict[str, int], learners: list[dict[str, Any]],
                elapsed_s: float, error: str | None = None) -> None:
-        """Drain the queue, then record how the run ended. Always closes the connection."""
+        """Drain the queue, then record how the run ended. Always closes the connection.
+
+        Per-learner counts and mean latencies are aggregated from the steps here, once, rather
+        than counted in the replay loop.
+        """
         try:
             self.write([])
             self._queue.put(None)
             self._thread.join()
             con = self._con
+            stats = {
+                row[0]: row[1:]
+                for row in con.execute(
+                    "SELECT learner, count(y_pred), count(y_true), avg(predict_us), avg(learn_us) "
+                    "FROM steps WHERE run_id = ? GROUP BY learner", [self.run_id]).fetchall()
+            }
             for row in learners:
+                n_pred, n_learned, predict_us, learn_us = stats.get(row["learner"], (0, 0, None, None))
                 con.execute(
                     "INSERT INTO learners VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [self.run_id, row["learner"], row["kind"], row["model"], json.dumps(row["spec"], default=str),
-                     row["n_predictions"], row["n_learned"], json.dumps(row["metrics"]),
-                     row["predict_us_mean"], row["learn_us_mean"]])
+                     n_pred, n_learned, json.dumps(row["metrics"]), predict_us, learn_us])
             assignments = ", ".join(f"{k} = ?" for k in counts)
             con.execute(
                 f"UPDATE runs SET status = ?, finished_at = ?, elapsed_s = ?, error = ?, {assignments} WHERE run_id = ?",
