@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 
@@ -75,6 +76,5 @@ class StepBatch:
         return len(self.rows)
 
     def columns(self) -> dict[str, list]:
-        if not self.rows:
-            return {name: [] for name in STEP_COLUMNS}
-        return dict(zip(STEP_COLUMNS, map(list, zip(*self.rows))))
+        rows = self.rows
+        return {name: list(map(itemgetter(i), rows)) for i, name in enumerate(STEP_COLUMNS)}

@@ -178,28 +178,32 @@ class Runner:
         return max((len(arm._pending) for arm in self.arms), default=0)
 
     def _loop(self, events: Iterable[Event]) -> Iterator[list[StepBatch]]:
+        # Locals and one comparison per event: this loop runs millions of times.
         arms = self.arms
-        lead = arms[0]
         deadline = perf_counter() + FLUSH_SECONDS
-        if self.delay.immediate:
-            for seq, ev in enumerate(events):
-                for arm in arms:
-                    arm.step(seq, ev)
-                self.n_events = seq + 1
-                if len(lead.batch.rows) >= FLUSH_ROWS or (not seq & _CLOCK_MASK and perf_counter() > deadline):
-                    yield self.take()
-                    deadline = perf_counter() + FLUSH_SECONDS
-            return
+        next_flush = FLUSH_ROWS
         n = 0
-        for seq, ev, y in questions_and_answers(events, self.delay, self.has_time):
-            if y is None:
-                for arm in arms:
-                    arm.ask(seq, ev)
-                n += 1
-                self.n_events = n
-                if len(lead.batch.rows) >= FLUSH_ROWS or (not n & _CLOCK_MASK and perf_counter() > deadline):
-                    yield self.take()
-                    deadline = perf_counter() + FLUSH_SECONDS
-            else:
-                for arm in arms:
-                    arm.answer(seq, ev, y)
+        try:
+            if self.delay.immediate:
+                for n, ev in enumerate(events, start=1):
+                    for arm in arms:
+                        arm.step(n - 1, ev)
+                    if n == next_flush or (not n & _CLOCK_MASK and perf_counter() > deadline):
+                        self.n_events = n
+                        yield self.take()
+                        deadline, next_flush = perf_counter() + FLUSH_SECONDS, n + FLUSH_ROWS
+                return
+            for seq, ev, y in questions_and_answers(events, self.delay, self.has_time):
+                if y is None:
+                    for arm in arms:
+                        arm.ask(seq, ev)
+                    n += 1
+                    if n == next_flush or (not n & _CLOCK_MASK and perf_counter() > deadline):
+                        self.n_events = n
+                        yield self.take()
+                        deadline, next_flush = perf_counter() + FLUSH_SECONDS, n + FLUSH_ROWS
+                else:
+                    for arm in arms:
+                        arm.answer(seq, ev, y)
+        finally:
+            self.n_events = n
