@@ -90,7 +90,11 @@ class Config:
     rolling_window: int = 1000
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The config as plain data that ``load`` reads back to an equal Config."""
+        out = asdict(self)
+        allowed = _SOURCE_KEYS[self.source.kind]
+        out["source"] = {k: v for k, v in out["source"].items() if k in allowed and v not in (None, [], {})}
+        return out
 
 
 _TOP_KEYS = ("name", "seed", "source", "replay", "learners", "metrics", "rolling_window")

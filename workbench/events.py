@@ -55,7 +55,7 @@ class TrueDrift:
 
 #: the columns of a step, in the order of a StepBatch row
 STEP_COLUMNS = (
-    "seq", "event_time", "y_true", "y_pred", "y_proba", "loss",
+    "seq", "event_time", "y_true", "y_pred", "y_proba", "correct", "loss",
     "predict_ns", "learn_ns", "model_version",
 )
 

@@ -99,7 +99,7 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     db_path = Path(db or DEFAULT_DB)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id()
-    writer = RunWriter(str(db_path), run_id, classification=task != "regression")
+    writer = RunWriter(str(db_path), run_id)
     writer.begin(cfg.name, cfg.to_dict(), task, cfg.seed, __version__)
     writer.true_drifts(source.true_drifts())
 

@@ -99,15 +99,16 @@ class ProbaClassifierArm(Arm):
 
     def _record(self, seq, time, y, proba, predict_ns, learn_ns, version):
         if not proba:  # River's metrics skip an abstention; so do we
-            self._emit((seq, time, y, None, None, None, predict_ns, learn_ns, version))
+            self._emit((seq, time, y, None, None, None, None, predict_ns, learn_ns, version))
             return
         # River's predict_one is exactly this argmax of predict_proba_one.
         y_pred = max(proba, key=proba.get)
         p_true = proba.get(y, 0.0)
         for update, wants_proba in self._updates:
             update(y, proba if wants_proba else y_pred)
-        self._emit((seq, time, y, y_pred, proba[y_pred], -log(p_true) if p_true > _EPS else _MAX_LOSS,
-                    predict_ns, learn_ns, version))
+        # Python's == as River's metrics use it (a model may answer True to a label of 1).
+        self._emit((seq, time, y, y_pred, proba[y_pred], y_pred == y,
+                    -log(p_true) if p_true > _EPS else _MAX_LOSS, predict_ns, learn_ns, version))
 
 
 class LabelClassifierArm(Arm):
@@ -122,11 +123,11 @@ class LabelClassifierArm(Arm):
 
     def _record(self, seq, time, y, y_pred, predict_ns, learn_ns, version):
         if y_pred is None:
-            self._emit((seq, time, y, None, None, None, predict_ns, learn_ns, version))
+            self._emit((seq, time, y, None, None, None, None, predict_ns, learn_ns, version))
             return
         for update in self._updates:
             update(y, y_pred)
-        self._emit((seq, time, y, y_pred, None, None, predict_ns, learn_ns, version))
+        self._emit((seq, time, y, y_pred, None, y_pred == y, None, predict_ns, learn_ns, version))
 
 
 class RegressorArm(Arm):
@@ -138,11 +139,11 @@ class RegressorArm(Arm):
 
     def _record(self, seq, time, y, y_pred, predict_ns, learn_ns, version):
         if y_pred is None:
-            self._emit((seq, time, y, None, None, None, predict_ns, learn_ns, version))
+            self._emit((seq, time, y, None, None, None, None, predict_ns, learn_ns, version))
             return
         for update in self._updates:
             update(y, y_pred)
-        self._emit((seq, time, y, y_pred, None, (y - y_pred) ** 2, predict_ns, learn_ns, version))
+        self._emit((seq, time, y, y_pred, None, None, (y - y_pred) ** 2, predict_ns, learn_ns, version))
 
 
 def make_arm(name: str, model: base.Estimator, task: str, metrics: list[str]) -> Arm:

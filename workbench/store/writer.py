@@ -47,6 +47,7 @@ def steps_table(batch: StepBatch) -> pa.Table:
         "y_true": _text(cols["y_true"]),
         "y_pred": _text(cols["y_pred"]),
         "y_proba": pa.array(cols["y_proba"], pa.float64()),
+        "correct": pa.array(cols["correct"], pa.bool_()),
         "loss": pa.array(cols["loss"], pa.float64()),
         "predict_ns": pa.array(cols["predict_ns"], pa.int64()),
         "learn_ns": pa.array(cols["learn_ns"], pa.int64()),
@@ -57,7 +58,7 @@ def steps_table(batch: StepBatch) -> pa.Table:
 _INSERT_STEPS = (
     "INSERT INTO steps (run_id, learner, seq, event_time, y_true, y_pred, y_proba, correct, loss, "
     "predict_us, learn_us, model_version) SELECT $run_id, $learner, seq, event_time, y_true, y_pred, "
-    "y_proba, CASE WHEN $classifier THEN y_pred = y_true END, loss, predict_ns / 1000.0, learn_ns / 1000.0, model_version FROM arrow_steps"
+    "y_proba, correct, loss, predict_ns / 1000.0, learn_ns / 1000.0, model_version FROM arrow_steps"
 )
 
 
@@ -68,10 +69,9 @@ def now() -> datetime:
 class RunWriter:
     """Writes one run: its row in ``runs``, then steps, dead letters and true drifts."""
 
-    def __init__(self, path: str, run_id: str, classification: bool):
+    def __init__(self, path: str, run_id: str):
         self.path = path
         self.run_id = run_id
-        self.classification = classification
         self.n_steps = 0
         self.n_dead_letters = 0
         self._dead: list[DeadLetter] = []
@@ -125,8 +125,7 @@ class RunWriter:
 
     def _insert_steps(self, batch: StepBatch) -> None:
         arrow_steps = steps_table(batch)  # noqa: F841 — read by DuckDB's replacement scan
-        self._con.execute(_INSERT_STEPS, {"run_id": self.run_id, "learner": batch.learner,
-                                           "classifier": self.classification})
+        self._con.execute(_INSERT_STEPS, {"run_id": self.run_id, "learner": batch.learner})
 
     def _insert_dead(self, dead: list[DeadLetter]) -> None:
         arrow_dead = pa.table({  # noqa: F841 — read by DuckDB's replacement scan

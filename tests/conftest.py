@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "runs.duckdb"
+
+
+def agrawal_config(n: int = 2000, **extra) -> dict:
+    """A small synthetic experiment with two learners."""
+    config = {
+        "name": "small",
+        "seed": 7,
+        "source": {"kind": "synthetic", "generator": "agrawal", "n": n,
+                   "drifts": [{"at": n // 2, "width": 1, "params": {"classification_function": 4}}]},
+        "learners": [
+            {"name": "lr", "model": "river.linear_model.LogisticRegression",
+             "preprocessing": ["river.preprocessing.StandardScaler"]},
+            {"name": "tree", "model": "river.tree.HoeffdingTreeClassifier"},
+        ],
+        "metrics": ["accuracy", "log_loss"],
+    }
+    config.update(extra)
+    return config
+
+
+def take(iterable, n):
+    return list(itertools.islice(iterable, n))

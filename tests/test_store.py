@@ -1,0 +1,185 @@
+"""The record in DuckDB: complete, reproducible, kept on interrupt, guarded against a second writer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+
+import duckdb
+import pytest
+from conftest import ROOT, agrawal_config
+
+import workbench as wb
+from workbench.errors import DatabaseLockedError
+
+TIMING = ["run_id", "predict_us", "learn_us"]
+
+
+def test_every_update_is_logged(db):
+    run = wb.run(agrawal_config(n=3000), db=db, progress=False)
+    steps = run.steps()
+    assert len(steps) == 2 * 3000
+    for _, group in steps.groupby("learner"):
+        assert group.seq.tolist() == list(range(3000))
+    assert steps.y_true.notna().all()
+    assert set(steps.y_true.unique()) == {"0", "1"}  # Agrawal labels are 0 and 1
+    assert (steps.predict_us > 0).all() and (steps.learn_us > 0).all()
+    assert (steps.model_version == 0).all()
+    info = run.info
+    assert info["status"] == "finished" and info["n_events"] == 3000
+    assert info["config"]["source"]["generator"] == "agrawal"
+    assert wb.connect(str(db)).true_drifts(run.id).to_dict("records") == [{"seq": 1500, "width": 1}]
+    summary = run.summary()
+    assert summary.learner.tolist() == ["lr", "tree"]
+    # The cumulative accuracy equals the steps' own record of correctness.
+    for row in summary.itertuples():
+        learner_steps = steps[steps.learner == row.learner]
+        scored = learner_steps.correct.dropna()
+        assert row.accuracy == pytest.approx(scored.mean())
+        assert row.labelled == 3000
+
+
+def test_same_config_and_seed_give_the_same_steps_bit_for_bit(db):
+    a = wb.run(agrawal_config(n=2000), db=db, progress=False).steps().drop(columns=TIMING)
+    b = wb.run(agrawal_config(n=2000), db=db, progress=False).steps().drop(columns=TIMING)
+    c = wb.run(agrawal_config(n=2000, seed=8), db=db, progress=False).steps().drop(columns=TIMING)
+    assert a.equals(b)
+    assert not a.equals(c)
+
+
+def test_rolling_metric_is_a_windowed_mean(db):
+    run = wb.run(agrawal_config(n=3000), db=db, progress=False)
+    rolled = run.rolling("accuracy", window=500)
+    steps = run.steps("lr")
+    expected = steps.correct.astype(float).rolling(500, min_periods=1).mean()
+    lr = rolled[rolled.learner == "lr"].set_index("seq").value
+    assert lr.values == pytest.approx(expected.loc[lr.index].values)
+    assert 50 < len(lr) <= 3000
+
+
+class Interrupting:
+    """A stream that is interrupted (as by Ctrl-C) after ``at`` events."""
+
+    task = "Binary classification"
+
+    def __init__(self, at):
+        self.at = at
+
+    def __iter__(self):
+        from river.datasets import synth
+
+        for i, (x, y) in enumerate(synth.Agrawal(seed=1)):
+            if i == self.at:
+                raise KeyboardInterrupt
+            yield x, y
+
+
+def test_interrupt_keeps_steps_and_marks_run(db):
+    config = {"name": "ctrl-c", "learners": agrawal_config()["learners"]}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = wb.run(config, db=db, progress=False, stream=Interrupting(at=20_000))
+    assert run.status == "interrupted"
+    message = str(caught[-1].message)
+    assert message.startswith("replay interrupted after 20,000 events: run ")
+    assert "keeps the 40,000 steps logged so far" in message and "marked 'interrupted'" in message
+    info = run.info
+    assert info["status"] == "interrupted" and info["n_events"] == 20_000
+    assert len(run.steps()) == 40_000
+
+
+def test_ctrl_c_in_a_terminal_keeps_steps(tmp_path, db):
+    config = tmp_path / "long.yaml"
+    config.write_text(textwrap.dedent(f"""
+        name: long
+        source: {{kind: synthetic, generator: agrawal, n: 10000000}}
+        learners: [{{name: lr, model: river.linear_model.LogisticRegression}}]
+    """))
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", str(config), "--db", str(db)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    time.sleep(4)  # startup, then ~3 s of replay
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "replay interrupted after" in err and "marked 'interrupted'" in err
+    assert "interrupted" in out
+    runs = wb.connect(str(db)).runs()
+    assert runs.status.tolist() == ["interrupted"]
+    n = int(runs.n_events.iloc[0])
+    assert n > 1000
+    steps = wb.connect(str(db)).sql("SELECT count(*) AS n, max(seq) AS last FROM steps")
+    assert steps.n.iloc[0] == n and steps["last"].iloc[0] == n - 1
+
+
+def test_a_failing_learner_marks_the_run_failed(db):
+    class Breaks:
+        task = "Binary classification"
+
+        def __iter__(self):
+            yield from [({"a": 1.0}, True)] * 100
+            yield {"a": "oops"}, False  # the scaler cannot handle a string
+
+    config = {"name": "breaks", "learners": agrawal_config()["learners"][:1]}
+    with pytest.raises(TypeError):
+        wb.run(config, db=db, progress=False, stream=Breaks())
+    runs = wb.connect(str(db)).runs()
+    assert runs.status.tolist() == ["failed"]
+    assert runs.error.iloc[0].startswith("TypeError")
+    assert wb.connect(str(db)).sql("SELECT count(*) AS n FROM steps").n.iloc[0] == 100
+
+
+def test_a_second_process_gets_a_clear_error_on_a_busy_database(db):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('ready', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(DatabaseLockedError) as info:
+            wb.run(agrawal_config(n=100), db=db, progress=False)
+        message = str(info.value)
+        assert message.startswith(f"{db} is in use by process {holder.pid}")
+        assert "--db" in message
+        with pytest.raises(DatabaseLockedError):
+            wb.connect(str(db)).runs()
+    finally:
+        holder.kill()
+        holder.wait()
+    # Nothing was corrupted: the file opens and the run goes through now.
+    assert wb.run(agrawal_config(n=100), db=db, progress=False).status == "finished"
+    duckdb.connect(str(db)).close()
+
+
+def test_reading_while_the_same_process_writes(db):
+    """A notebook can read the database (e.g. a dashboard) while its own replay writes."""
+    seen = []
+
+    class Peeking:
+        task = "Binary classification"
+
+        def __iter__(self):
+            from river.datasets import synth
+
+            for i, pair in enumerate(synth.SEA(seed=1)):
+                if i == 20_000:
+                    seen.append(len(wb.connect(str(db)).runs()))
+                if i == 25_000:
+                    return
+                yield pair
+
+    wb.run({"name": "peek", "learners": agrawal_config()["learners"][:1]}, db=db, progress=False, stream=Peeking())
+    assert seen == [1]
+
+
+def test_missing_database_is_explained(tmp_path):
+    with pytest.raises(wb.WorkbenchError, match="no database at .*replay an experiment first"):
+        wb.connect(str(tmp_path / "nope.duckdb")).runs()
+
+
+def test_bytes_per_step_stay_small(db):
+    wb.run(agrawal_config(n=20_000), db=db, progress=False)
+    assert os.path.getsize(db) / 40_000 < 200
