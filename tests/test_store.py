@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 import warnings
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -100,7 +101,8 @@ def test_ctrl_c_in_a_terminal_keeps_steps(tmp_path, db):
         source: {{kind: synthetic, generator: agrawal, n: 10000000}}
         learners: [{{name: lr, model: river.linear_model.LogisticRegression}}]
     """))
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", str(config), "--db", str(db)],
+    command = str(Path(sys.executable).parent / "workbench")  # the console script users run
+    proc = subprocess.Popen([command, "run", str(config), "--db", str(db)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     time.sleep(4)  # startup, then ~3 s of replay
     proc.send_signal(signal.SIGINT)

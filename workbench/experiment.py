@@ -124,6 +124,9 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     finally:
         bar.close()
         elapsed = time.perf_counter() - started
+        if status != "failed":  # a failed model may be half-updated: do not offer it for export
+            for arm in arms:
+                writer.checkpoint(arm.checkpoint(runner.n_events, "final"))
         counts = {"n_events": runner.n_events, "n_dead_letters": writer.n_dead_letters}
         writer.finish(status, counts, [_learner_row(arm, cfg) for arm in arms], elapsed, error)
     if status == "interrupted":
@@ -143,10 +146,5 @@ def _learner_row(arm, cfg: config_mod.Config) -> dict[str, Any]:
         "kind": "online",
         "model": spec["model"],
         "spec": spec,
-        "metrics": {name: _value(m) for name, m in arm.metrics.items()},
+        "metrics": arm.metric_values(),
     }
-
-
-def _value(metric) -> float | None:
-    value = metric.get()
-    return None if value is None else float(value)

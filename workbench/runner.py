@@ -16,6 +16,7 @@ from workbench.errors import ConfigError
 from workbench.evaluation.metrics import make as make_metric
 from workbench.events import Event, StepBatch
 from workbench.replay.labels import Delay, questions_and_answers
+from workbench.versioning import Checkpoint, snapshot
 
 #: rows an arm buffers before its steps are handed on
 FLUSH_ROWS = 8192
@@ -54,6 +55,14 @@ class Arm:
         self._predict = model.predict_one
         self._learn = model.learn_one
         self.take()
+
+    def metric_values(self) -> dict[str, float | None]:
+        return {name: (None if m.get() is None else float(m.get())) for name, m in self.metrics.items()}
+
+    def checkpoint(self, seq: int, reason: str) -> Checkpoint:
+        """Snapshot the model; predictions from now on are made by the next version."""
+        self.version += 1
+        return snapshot(self.name, self.model, self.version, seq, self.metric_values(), reason)
 
     def take(self) -> StepBatch:
         """Hand over the buffered steps and start a new batch."""

@@ -27,7 +27,11 @@ def catalogue() -> dict[str, type]:
 
 def bundled() -> list[str]:
     """Names of the datasets that ship inside the River package (no download needed)."""
-    return sorted(cls.__name__ for cls in catalogue().values() if issubclass(cls, datasets.base.FileDataset) and _single_target(cls))
+    return sorted(
+        cls.__name__ for cls in catalogue().values()
+        if issubclass(cls, datasets.base.FileDataset) and not issubclass(cls, datasets.base.RemoteDataset)
+        and _single_target(cls)
+    )
 
 
 def _single_target(cls: type) -> bool:

@@ -78,6 +78,7 @@ class FileSource:
         return [n for n in names if n not in (cfg.target, cfg.time)]
 
     def validate(self) -> None:
+        detect_format(self.path)
         names = self.schema.names
         for key, column in [("source.target", self.config.target), ("source.time", self.config.time)]:
             if column is not None and column not in names:

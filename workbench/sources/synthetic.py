@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import math
@@ -21,12 +22,14 @@ _EXCLUDED = {"ConceptDriftStream", "AnomalySine"}
 _MAX_EXPONENT = 700.0
 
 
+@functools.cache
 def generators() -> dict[str, type]:
-    """Every usable generator of river.datasets.synth, by lower-case name."""
+    """Every single-target generator of river.datasets.synth, by lower-case name."""
     return {
         name.lower(): cls
         for name, cls in vars(synth).items()
         if inspect.isclass(cls) and name not in _EXCLUDED and hasattr(cls, "__iter__")
+        and river_task(cls().task) in ("binary", "multiclass", "regression")
     }
 
 

@@ -59,6 +59,17 @@ TABLES = {
         seq BIGINT NOT NULL,
         width BIGINT NOT NULL
     """,
+    "checkpoints": """
+        run_id VARCHAR NOT NULL,
+        learner VARCHAR NOT NULL,
+        version INTEGER NOT NULL,
+        seq BIGINT NOT NULL,                -- events replayed when it was taken
+        created_at TIMESTAMPTZ NOT NULL,
+        reason VARCHAR,                     -- scheduled | final | on demand | rollback ...
+        metrics JSON,                       -- cumulative metrics at that point
+        sha256 VARCHAR NOT NULL,
+        state BLOB NOT NULL                 -- the pickled model
+    """,
     "dead_letters": """
         run_id VARCHAR NOT NULL,
         origin VARCHAR NOT NULL,            -- file:line or topic/partition/offset

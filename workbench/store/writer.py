@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from workbench.events import DeadLetter, StepBatch, TrueDrift
 from workbench.store import schema
+from workbench.versioning import Checkpoint
 
 
 
@@ -109,6 +110,10 @@ class RunWriter:
         rows = [(self.run_id, d.seq, d.width) for d in drifts]
         if rows:
             self._submit(lambda: self._con.executemany("INSERT INTO true_drifts VALUES (?, ?, ?)", rows))
+
+    def checkpoint(self, cp: Checkpoint) -> None:
+        row = [self.run_id, cp.learner, cp.version, cp.seq, now(), cp.reason, json.dumps(cp.metrics), cp.sha256, cp.state]
+        self._submit(lambda: self._con.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row))
 
     def dead_letter(self, record: DeadLetter) -> None:
         self._dead.append(record)
