@@ -24,7 +24,7 @@ demo: $(VENV)/.installed-base
 	$(BIN)/workbench demo
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -p no:cacheprovider
+	$(BIN)/python -m pytest -p no:cacheprovider --nbmake tests notebooks
 
 lab: $(VENV)/.installed-base
 	$(BIN)/jupyter lab notebooks

@@ -1,0 +1,60 @@
+"""The workbench command, as a person at a terminal uses it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from conftest import ROOT
+
+WORKBENCH = str(Path(sys.executable).parent / "workbench")
+
+
+def cli(*args, cwd=ROOT):
+    return subprocess.run([WORKBENCH, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_help_reads_well():
+    out = cli("--help").stdout
+    assert "Replay streams through online learners" in out
+    for command in ("run", "runs", "demo"):
+        assert command in out
+    run_help = cli("run", "--help").stdout
+    assert "--set KEY=VALUE" in run_help and "--db" in run_help and "runs/workbench.duckdb" in run_help
+
+
+def test_run_with_overrides_then_list(tmp_path):
+    db = tmp_path / "w.duckdb"
+    result = cli("run", "experiments/agrawal_drifts.yaml", "--db", str(db), "--no-progress",
+                 "--set", "source.n=3000", "--set", "source.drifts=[]", "--set", "name=tiny")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "(tiny, binary, finished" in out
+    assert "events: 3,000" in out and "dead letters: 0" in out
+    for column in ("learner", "events", "accuracy", "log_loss", "events_per_s"):
+        assert column in out
+    for learner in ("logreg", "hat", "naive_bayes"):
+        assert learner in out
+    listed = cli("runs", "--db", str(db)).stdout
+    assert "tiny" in listed and "finished" in listed
+
+
+def test_bad_config_exits_2_with_the_key(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text(textwrap.dedent("""
+        source: {kind: synthetic, generator: agrawal, n: 10}
+        learners: [{model: river.linear_model.LogisticRegresion}]
+    """))
+    result = cli("run", str(config), "--db", str(tmp_path / "w.duckdb"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: learners[0].model: 'river.linear_model.LogisticRegresion' does not resolve")
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_writes_the_database(tmp_path):
+    db = tmp_path / "demo.duckdb"
+    result = cli("demo", "--db", str(db), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "agrawal-drifts" in result.stdout and db.exists()

@@ -1,0 +1,29 @@
+"""environment.yml (conda) and pyproject.toml (pip) ask for the same packages and bounds."""
+
+from __future__ import annotations
+
+import tomllib
+
+import yaml
+from conftest import ROOT
+from packaging.requirements import Requirement
+
+# conda-forge names of packages whose PyPI name differs
+CONDA_NAMES = {"duckdb": "python-duckdb", "confluent-kafka": "python-confluent-kafka"}
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = {}
+    for dep in env["dependencies"]:
+        if isinstance(dep, str):
+            req = Requirement(dep.replace("=", "==") if "=" in dep and not any(op in dep for op in "<>=!") else dep)
+            conda[req.name] = req.specifier
+    for req in wanted:
+        name = CONDA_NAMES.get(req.name, req.name)
+        assert name in conda, f"{req.name} is in pyproject.toml but not in environment.yml"
+        assert conda[name] == req.specifier, f"{req.name}: pyproject {req.specifier} vs environment.yml {conda[name]}"
+    extra = set(conda) - {CONDA_NAMES.get(r.name, r.name) for r in wanted} - {"python", "pip"}
+    assert not extra, f"environment.yml has packages pyproject.toml does not: {extra}"
