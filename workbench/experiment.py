@@ -20,7 +20,10 @@ from workbench.evaluation.metrics import names_for
 from workbench.events import Event
 from workbench.learners.river import build
 from workbench.replay.labels import parse_delay, with_field_delay
-from workbench.runner import Runner, make_arm
+from workbench.drift.features import FeatureDrift
+from workbench.learners.batch import build as build_baseline
+from workbench.runner import Runner, make_arm, make_batch_arm
+from workbench.supervision import attach
 from workbench.sources import open_source
 from workbench.store import DEFAULT_DB, RunWriter, Store
 
@@ -95,6 +98,11 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     has_time = cfg.source.time is not None
     delay = parse_delay(cfg.replay.label_delay, has_time)
     arms = [make_arm(lc.name, build(lc, task, f"learners[{i}]"), task, metrics) for i, lc in enumerate(cfg.learners)]
+    arms += [make_batch_arm(bc.name, build_baseline(bc, task, f"baselines[{i}]"), task, metrics)
+             for i, bc in enumerate(cfg.baselines)]
+    attach(arms, {lc.name for lc in cfg.learners}, cfg, task)
+    feature_cfg = next((d.features for d in cfg.drift if d.features is not None), None)
+    feature_drift = FeatureDrift(feature_cfg) if feature_cfg is not None else None
 
     db_path = Path(db or DEFAULT_DB)
     db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,10 +110,13 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     writer = RunWriter(str(db_path), run_id)
     writer.begin(cfg.name, cfg.to_dict(), task, cfg.seed, __version__)
     writer.true_drifts(source.true_drifts())
+    writer.keep = cfg.checkpoints.keep if cfg.checkpoints is not None else None
 
     events: Iterable[Event] = source.events(writer.dead_letter)
     if delay.kind == "field":
         events = with_field_delay(events, delay.value, has_time)
+    if feature_drift is not None:
+        events = feature_drift.watch(events)
     runner = Runner(arms, delay, has_time)
     bar = _Progress(source.length, cfg.name, progress)
     started = time.perf_counter()
@@ -113,6 +124,8 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     try:
         for batches in runner.run(events):
             writer.write(batches)
+            if feature_drift is not None:
+                writer.feature_drift(*feature_drift.take())
             bar.show(runner.n_events)
     except KeyboardInterrupt:
         status = "interrupted"
@@ -124,6 +137,8 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     finally:
         bar.close()
         elapsed = time.perf_counter() - started
+        if feature_drift is not None:
+            writer.feature_drift(*feature_drift.take())
         if status != "failed":  # a failed model may be half-updated: do not offer it for export
             for arm in arms:
                 writer.checkpoint(arm.checkpoint(runner.n_events, "final"))
@@ -140,10 +155,10 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
 
 
 def _learner_row(arm, cfg: config_mod.Config) -> dict[str, Any]:
-    spec = next(dataclasses.asdict(lc) for lc in cfg.learners if lc.name == arm.name)
+    spec = next(dataclasses.asdict(lc) for lc in [*cfg.learners, *cfg.baselines] if lc.name == arm.name)
     return {
         "learner": arm.name,
-        "kind": "online",
+        "kind": "batch" if "fit_on_first" in spec else "online",
         "model": spec["model"],
         "spec": spec,
         "metrics": arm.metric_values(),
