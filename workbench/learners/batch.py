@@ -54,8 +54,9 @@ class BatchLearner:
 
     def _fit(self) -> None:
         start = perf_counter()
-        # DictVectorizer turns dicts into columns (one-hot for text values) and fixes their order.
-        model = make_pipeline(DictVectorizer(sparse=False), clone(self.estimator))
+        # DictVectorizer turns dicts into columns (one-hot for text values) in the order features
+        # first appear (not sorted: River streams may name features by numbers).
+        model = make_pipeline(DictVectorizer(sparse=False, sort=False), clone(self.estimator))
         model.fit(list(self._xs), list(self._ys))
         self._model, self._vectorizer = model[1:], model[0]
         self._classes = model.classes_.tolist() if hasattr(model, "classes_") else None
