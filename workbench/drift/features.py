@@ -9,7 +9,7 @@ not numbers (text categories, missing values) are left out of a feature's window
 
 from __future__ import annotations
 
-from collections import defaultdict
+import itertools
 from collections.abc import Iterable, Iterator
 from numbers import Real
 
@@ -34,30 +34,38 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
+def _numbers(values: list) -> np.ndarray:
+    """The values that are numbers, as floats (missing values and text left out)."""
+    try:
+        array = np.array(values, dtype=float)
+    except (TypeError, ValueError):
+        array = np.array([v for v in values if isinstance(v, Real)], dtype=float)
+    return array[~np.isnan(array)]
+
+
 class FeatureDrift:
-    """Passes events through unchanged while collecting each numeric feature per window."""
+    """Passes events through unchanged, keeping each window's features to compare at its end."""
 
     def __init__(self, config: FeatureDriftConfig):
         self.config = config
         self._reference: dict[str, np.ndarray] = {}
-        self._values: defaultdict[str, list] = defaultdict(list)
+        self._window: list[dict] = []
         self._rows: list[tuple] = []
         self._alarms: list[tuple] = []
 
     def watch(self, events: Iterable[Event]) -> Iterator[Event]:
-        window = self.config.window
-        values = self._values
+        # One append per event; the columns are built once per window, at its end.
+        size, keep = self.config.window, self._window.append
         for seq, ev in enumerate(events):
-            for name, value in ev.x.items():
-                values[name].append(value)
+            keep(ev.x)
             yield ev
-            if not (seq + 1) % window:
+            if not (seq + 1) % size:
                 self._close(seq)
 
     def _close(self, seq: int) -> None:
-        cfg = self.config
-        for name, raw in self._values.items():
-            current = np.array([v for v in raw if isinstance(v, Real) and v == v], dtype=float)
+        cfg, xs = self.config, self._window
+        for name in dict.fromkeys(itertools.chain.from_iterable(xs)):
+            current = _numbers([x.get(name) for x in xs])
             if len(current) < 2:
                 continue
             reference = self._reference.get(name)
@@ -65,16 +73,18 @@ class FeatureDrift:
                 self._reference[name] = current
                 continue
             index = psi(reference, current, cfg.bins)
-            ks = stats.ks_2samp(reference, current)
-            self._rows.append((name, seq, cfg.window, index, float(ks.statistic), float(ks.pvalue)))
+            # The asymptotic p-value: the exact one costs ~1 ms a feature and a window.
+            ks = stats.ks_2samp(reference, current, method="asymp")
+            self._rows.append((str(name), seq, cfg.window, index, float(ks.statistic), float(ks.pvalue)))
+            span = f"events {seq - cfg.window + 1}-{seq}"
             if index > cfg.psi:
                 self._alarms.append((seq, "psi", "drift", "none", index,
-                                     f"PSI of {name} over events {seq - cfg.window + 1}-{seq} is {index:.3f} > {cfg.psi}"))
+                                     f"PSI of {name} over {span} is {index:.3f} > {cfg.psi}"))
             if ks.pvalue < cfg.ks_pvalue:
                 self._alarms.append((seq, "ks", "drift", "none", float(ks.statistic),
-                                     f"KS of {name} over events {seq - cfg.window + 1}-{seq}: "
-                                     f"D={ks.statistic:.3f}, p={ks.pvalue:.2g} < {cfg.ks_pvalue}"))
-            raw.clear()
+                                     f"KS of {name} over {span}: D={ks.statistic:.3f}, "
+                                     f"p={ks.pvalue:.2g} < {cfg.ks_pvalue}"))
+        xs.clear()
 
     def take(self) -> tuple[list[tuple], list[tuple]]:
         """Window rows and alarms since the last call."""
