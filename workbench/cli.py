@@ -43,6 +43,8 @@ def print_run(run) -> None:
     print(f"\nrun {run.id}  ({info['name']}, {info['task']}, {info['status']}, {info['elapsed_s']:.1f} s)")
     print("  " + "  ".join(f"{k}: {v:,}" for k, v in counts.items()))
     print(format_summary(run.summary()))
+    for verdict in run.store.online_vs_batch(run.id).verdict:
+        print(f"  A/B: {verdict}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -45,6 +45,28 @@ class Run:
     def rolling(self, metric: str = "accuracy", window: int = 1000) -> pd.DataFrame:
         return self.store.rolling(self.id, metric, window)
 
+    # -- drift, versions, A/B and calibration: the Store's readers for this run --------------
+    def drift_events(self) -> pd.DataFrame:
+        return self.store.drift_events(self.id)
+
+    def drift_scores(self, max_delay: int | None = None) -> pd.DataFrame:
+        return self.store.drift_scores(self.id, max_delay)
+
+    def checkpoints(self) -> pd.DataFrame:
+        return self.store.checkpoints(self.id)
+
+    def rollback(self, learner: str, to_version: int | None = None) -> pd.DataFrame:
+        return self.store.rollback(self.id, learner, to_version)
+
+    def ab(self, a: str, b: str, metric: str = "accuracy", window: int = 1000) -> pd.DataFrame:
+        return self.store.ab(self.id, a, b, metric, window)
+
+    def online_vs_batch(self, metric: str = "accuracy") -> pd.DataFrame:
+        return self.store.online_vs_batch(self.id, metric)
+
+    def calibration_summary(self, window: int | None = None) -> pd.DataFrame:
+        return self.store.calibration_summary(self.id, window)
+
     @property
     def info(self) -> dict[str, Any]:
         return self.store.run(self.id)
