@@ -76,6 +76,13 @@ TABLES = {
         reason VARCHAR NOT NULL,
         raw BLOB                            -- the record's bytes, kept
     """,
+    "late_events": """
+        run_id VARCHAR NOT NULL,
+        seq BIGINT NOT NULL,                -- where it was replayed (replay.late: replay)
+        origin VARCHAR NOT NULL,            -- topic/partition/offset
+        event_time TIMESTAMPTZ,
+        behind_s DOUBLE                     -- how far behind events already replayed
+    """,
 }
 
 
