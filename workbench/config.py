@@ -7,6 +7,7 @@ single event is read, and every error names the dotted key and what is allowed t
 from __future__ import annotations
 
 import copy
+import glob
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -175,7 +176,23 @@ def load(config: str | Path | dict | Config, overrides: list[str] | None = None)
     for item in overrides or []:
         apply_override(raw, item)
     raw.setdefault("name", default_name)
-    return parse(raw)
+    cfg = parse(raw)
+    if isinstance(config, (str, Path)) and cfg.source.kind == "kafka_dump":
+        _relative_to_file(cfg.source, Path(config).resolve().parent)
+    return cfg
+
+
+def _relative_to_file(source: SourceConfig, base: Path) -> None:
+    """Dump paths in a YAML file that name files beside it (e.g. ../datasets/x.jsonl) work from any folder."""
+    def resolve(paths: str | list[str]) -> str | list[str]:
+        if isinstance(paths, list):
+            return [resolve(p) for p in paths]
+        candidate = base / paths
+        return str(candidate) if not Path(paths).is_absolute() and glob.glob(str(candidate)) else paths
+
+    source.path = resolve(source.path)
+    if source.labels is not None and source.labels.path is not None:
+        source.labels.path = resolve(source.labels.path)
 
 
 def apply_override(raw: dict, item: str) -> None:
