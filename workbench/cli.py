@@ -11,7 +11,7 @@ import pandas as pd
 from workbench.errors import WorkbenchError
 from workbench.store import DEFAULT_DB
 
-DEMO_EXPERIMENTS = ["agrawal_drifts.yaml"]
+DEMO_EXPERIMENTS = ["agrawal_drifts.yaml", "kafka_loans.yaml"]
 EXIT_INTERRUPTED = 130
 
 
