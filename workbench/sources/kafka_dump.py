@@ -12,7 +12,7 @@ import gzip
 import itertools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,8 +24,8 @@ from workbench.events import Event, TrueDrift
 from workbench.sources.base import DeadLetterSink
 from workbench.sources.kafka_records import Decoder, _Fallback, bisect, joined_payloads
 
-#: messages read and decoded together
-BLOCK_LINES = 16_384
+#: bytes of a dump read (and their messages decoded) together
+BLOCK_BYTES = 4 << 20
 _S3_NAME = re.compile(r"^(?P<topic>.+)\+(?P<partition>\d+)\+(?P<offset>\d+)\.json(\.gz)?$")
 _CONSOLE_PREFIXES = ("CreateTime:", "LogAppendTime:", "NO_TIMESTAMP", "Partition:", "Offset:")
 _ENVELOPE = pa.schema([("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
@@ -79,14 +79,27 @@ def detect(path: Path) -> str:
                       "or JSON Lines); set source.format")
 
 
-def _lines(path: Path) -> Iterator[tuple[list[int], list[bytes]]]:
-    """Blocks of non-empty lines with their 1-based line numbers."""
+def _lines(path: Path) -> Iterator[tuple[Sequence[int], list[bytes]]]:
+    """Blocks of non-empty lines with their 1-based line numbers, read a few MB at a time."""
+    first, rest = 1, b""
     with _open(path) as f:
-        numbered = ((i, line.rstrip(b"\r\n")) for i, line in enumerate(f, start=1))
-        numbered = ((i, line) for i, line in numbered if line.strip())
-        while block := list(itertools.islice(numbered, BLOCK_LINES)):
-            numbers, lines = zip(*block)
-            yield list(numbers), list(lines)
+        while chunk := f.read(BLOCK_BYTES):
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            yield _numbered(lines, first)
+            first += len(lines)
+        if rest:
+            yield _numbered([rest], first)
+
+
+def _numbered(lines: list[bytes], first: int) -> tuple[Sequence[int], list[bytes]]:
+    if any(b"\r" in line for line in lines[:1]):
+        lines = [line.rstrip(b"\r") for line in lines]
+    numbers: Sequence[int] = range(first, first + len(lines))
+    if not all(lines) or any(not line.strip() for line in lines if len(line) < 3):
+        kept = [(n, line) for n, line in zip(numbers, lines) if line.strip()]
+        numbers, lines = [n for n, _ in kept], [line for _, line in kept]
+    return numbers, lines
 
 
 class DumpReader:
@@ -98,13 +111,14 @@ class DumpReader:
     def events(self) -> Iterator[Event]:
         read = {"kcat": self._kcat, "console": self._console, "s3": self._values, "jsonl": self._values}[self.fmt]
         for numbers, lines in _lines(self.path):
-            yield from read(numbers, lines)
+            if lines:
+                yield from read(numbers, lines)
 
     def origin(self, line: int) -> str:
         return f"{self.path}:{line}"
 
     # -- kcat -J ------------------------------------------------------------------------------
-    def _kcat(self, numbers: list[int], lines: list[bytes]) -> Iterator[Event]:
+    def _kcat(self, numbers: Sequence[int], lines: list[bytes]) -> Iterator[Event]:
         def block(start: int, stop: int) -> list[Event]:
             try:
                 env = pjson.read_json(pa.BufferReader(b"\n".join(lines[start:stop])),
@@ -136,7 +150,7 @@ class DumpReader:
         return self.decoder.message(env["topic"], env["partition"], env["offset"], ts, value, origin, line)
 
     # -- kafka-console-consumer ---------------------------------------------------------------
-    def _console(self, numbers: list[int], lines: list[bytes]) -> Iterator[Event]:
+    def _console(self, numbers: Sequence[int], lines: list[bytes]) -> Iterator[Event]:
         for number, line in zip(numbers, lines):
             ev = self._console_one(number, line)
             if ev is not None:
@@ -165,7 +179,7 @@ class DumpReader:
         return self.decoder.message(self.path.name, partition or 0, offset, ts, value, origin, line)
 
     # -- S3 sink and JSON Lines: one value a line ---------------------------------------------
-    def _values(self, numbers: list[int], lines: list[bytes]) -> Iterator[Event]:
+    def _values(self, numbers: Sequence[int], lines: list[bytes]) -> Iterator[Event]:
         topic, partition, first = self.path.name, 0, -1  # JSON Lines: offset = line number - 1
         if self.fmt == "s3":
             match = _S3_NAME.match(self.path.name)

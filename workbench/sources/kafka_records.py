@@ -9,12 +9,14 @@ halves until the bad records are isolated, so one bad message costs a few slow d
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,6 +33,7 @@ _READ = pjson.ReadOptions(use_threads=False, block_size=1 << 26)
 _US_PER = {"s": 1_000_000, "ms": 1_000, "us": 1}
 _UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ZEROS = itertools.repeat(0)
 
 
 class _Fallback(Exception):
@@ -175,6 +178,18 @@ class Decoder:
               payloads: pa.Buffer | bytes, n: int) -> list[Event]:
         """Decode ``n`` messages whose payloads are ``payloads`` (JSON, one a line) whole, or raise
         _Fallback, leaving no trace."""
+        # A block makes ~10 containers a message, none of them in a cycle: without this, the
+        # cyclic GC walks them over and over (measured: 4 us a message, more than the parsing).
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._block(topics, partitions, offsets, ts, payloads, n)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _block(self, topics: list, partitions: list, offsets: list, ts: pa.Array | None,
+               payloads: pa.Buffer | bytes, n: int) -> list[Event]:
         try:
             table = pjson.read_json(pa.BufferReader(payloads), read_options=_READ)
         except pa.ArrowInvalid:
@@ -197,16 +212,17 @@ class Decoder:
         if self.time == "kafka":
             if ts is None or ts.null_count or pc.min(ts).as_py() < 0:
                 raise _Fallback
-            times = ts.cast(pa.timestamp("ms", tz="UTC")).to_pylist()
+            # in C, ~15x faster than pyarrow's own tz-aware datetimes
+            times = list(map(EPOCH.__add__, map(timedelta, _ZEROS, _ZEROS, pc.multiply(ts, 1000).to_pylist())))
         else:
             times = self._times(self._required(columns, self.time))
         keys = key_col.to_pylist() if key_col is not None else None
         keep = self._dedup(topics, partitions, offsets, keys)
         names = [name for name, kind in kinds.items() if kind != "null"]
-        values = zip(*(columns[name].to_pylist() for name in names)) if names else itertools.repeat((), n)
-        xs = map(dict, map(zip, itertools.repeat(names), values))
+        # Table.to_pylist builds the dicts in C++, ~2x faster than zipping columns in Python.
+        xs = table.select(names).to_pylist() if names else [{} for _ in range(n)]
         if any(columns[name].null_count for name in names):
-            xs = ({k: v for k, v in x.items() if v is not None} for x in xs)
+            xs = [{k: v for k, v in x.items() if v is not None} for x in xs]
         for name in names:
             self.kinds.setdefault(name, kinds[name])
         ys = y_col.to_pylist() if y_col is not None else itertools.repeat(None)
@@ -234,6 +250,8 @@ class Decoder:
 
     def _dedup(self, topics: list, partitions: list, offsets: list, keys: list | None) -> list[bool] | None:
         """Which messages to keep (None: all), updating what was seen."""
+        if self._no_duplicates(topics, partitions, offsets, keys):
+            return None
         high, keep, dropped = self.high, [], 0
         ids = self.ids if keys is not None else None
         for topic, partition, offset, key in zip(topics, partitions, offsets, keys or itertools.repeat(None)):
@@ -253,6 +271,30 @@ class Decoder:
             keep.append(True)
         self.n_duplicates += dropped
         return keep if dropped else None
+
+
+    def _no_duplicates(self, topics: list, partitions: list, offsets: list, keys: list | None) -> bool:
+        """The common case, checked with numpy and set operations: one topic, each partition's
+        offsets increasing past those seen, ids all new. Records what was seen if so."""
+        ids = None
+        if keys is not None:
+            ids = set(keys)
+            if len(ids) != len(keys) or not self.ids.isdisjoint(ids):
+                return False
+        topic = topics[0] if topics else None
+        if topics and (topics.count(topic) != len(topics) or None in offsets):
+            return False
+        parts, offs = np.asarray(partitions), np.asarray(offsets)
+        highs = {}
+        for p in np.unique(parts).tolist():
+            mine = offs[parts == p]
+            if mine[0] <= self.high.get((topic, p), -1) or (len(mine) > 1 and not (np.diff(mine) > 0).all()):
+                return False
+            highs[(topic, p)] = int(mine[-1])
+        self.high.update(highs)
+        if ids is not None:
+            self.ids |= ids
+        return True
 
 
 def joined_payloads(payloads: pa.Array) -> pa.Buffer:
