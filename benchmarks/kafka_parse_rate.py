@@ -31,19 +31,37 @@ def make_dump(path: Path, n: int) -> None:
     with open(path, "w") as f:
         for i in range(n):
             partition = (i // 120) % 3  # kcat's runs of ~120 messages per partition
-            payload = {"application_id": f"A{i:07d}", "amount": round(rng.uniform(1e3, 5e4), 2),
-                       "income": round(rng.lognormvariate(10.5, 0.5), 2), "age": rng.randint(18, 80),
-                       "region": rng.choice(["north", "south", "east", "west"]),
-                       "employment": {"years": rng.randint(0, 40), "type": "salaried"},
-                       "approved": rng.random() < 0.5}
+            payload = {
+                "application_id": f"A{i:07d}",
+                "amount": round(rng.uniform(1e3, 5e4), 2),
+                "income": round(rng.lognormvariate(10.5, 0.5), 2),
+                "age": rng.randint(18, 80),
+                "region": rng.choice(["north", "south", "east", "west"]),
+                "employment": {"years": rng.randint(0, 40), "type": "salaried"},
+                "approved": rng.random() < 0.5,
+            }
             offsets[partition] += 1
-            f.write(json.dumps({"topic": "applications", "partition": partition, "offset": offsets[partition],
-                                "tstype": "create", "ts": T0 + i * 10, "broker": 1, "key": payload["application_id"],
-                                "payload": json.dumps(payload)}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "topic": "applications",
+                        "partition": partition,
+                        "offset": offsets[partition],
+                        "tstype": "create",
+                        "ts": T0 + i * 10,
+                        "broker": 1,
+                        "key": payload["application_id"],
+                        "payload": json.dumps(payload),
+                    }
+                )
+                + "\n"
+            )
 
 
 def config(path: Path) -> SourceConfig:
-    return SourceConfig(kind="kafka_dump", path=str(path), target="approved", id="application_id", time="kafka")
+    return SourceConfig(
+        kind="kafka_dump", path=str(path), target="approved", id="application_id", time="kafka"
+    )
 
 
 def parse_blocks(path: Path) -> int:
@@ -72,7 +90,9 @@ def best(fn, path: Path, rounds: int) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
@@ -84,7 +104,10 @@ def main() -> None:
     assert n == n_one == args.n
     rate = n / block_s
     print(f"kcat dump: {n:,} messages")
-    print(f"block path (pyarrow):        {rate:>10,.0f} messages/s  (target >= 300,000: {'met' if rate >= 300_000 else 'NOT met'})")
+    print(
+        f"block path (pyarrow):        {rate:>10,.0f} messages/s  "
+        f"(target >= 300,000: {'met' if rate >= 300_000 else 'NOT met'})"
+    )
     print(f"one at a time (orjson):      {n / one_s:>10,.0f} messages/s")
     print(f"ratio block / one-at-a-time: {one_s / block_s:.2f}x")
 

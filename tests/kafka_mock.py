@@ -11,7 +11,9 @@ import confluent_kafka
 
 
 def _librdkafka() -> ctypes.CDLL:
-    libs = os.path.join(os.path.dirname(os.path.dirname(confluent_kafka.__file__)), "confluent_kafka.libs")
+    libs = os.path.join(
+        os.path.dirname(os.path.dirname(confluent_kafka.__file__)), "confluent_kafka.libs"
+    )
     lib = ctypes.CDLL(glob.glob(os.path.join(libs, "librdkafka*.so*"))[0])
     lib.rd_kafka_conf_new.restype = ctypes.c_void_p
     lib.rd_kafka_new.restype = ctypes.c_void_p
@@ -21,14 +23,19 @@ def _librdkafka() -> ctypes.CDLL:
     lib.rd_kafka_mock_cluster_bootstraps.restype = ctypes.c_char_p
     lib.rd_kafka_mock_cluster_bootstraps.argtypes = [ctypes.c_void_p]
     lib.rd_kafka_mock_topic_create.restype = ctypes.c_int
-    lib.rd_kafka_mock_topic_create.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
+    lib.rd_kafka_mock_topic_create.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_int,
+    ]
     lib.rd_kafka_mock_cluster_destroy.argtypes = [ctypes.c_void_p]
     lib.rd_kafka_destroy.argtypes = [ctypes.c_void_p]
     return lib
 
 
 class MockCluster:
-    """``with MockCluster() as kafka: kafka.create_topic("t", 3); kafka.bootstrap`` — stopped on exit."""
+    """``with MockCluster() as kafka: kafka.create_topic("t", 3)``; stopped on exit."""
 
     def __init__(self, brokers: int = 1):
         self.brokers = brokers

@@ -43,19 +43,22 @@ def test_nothing_is_lost_and_what_is_not_late_comes_out_in_time_order(ts, latene
     late_origins = {d.origin for d in dead} | {origin for _, origin, _, _ in ordering.replayed_late}
     assert len(late_origins) == ordering.n_late
     if policy == "dead_letter":
-        assert Counter(e.origin for e in out) + Counter(e.origin for e in events if f"t/{e.origin[1]}/{e.origin[2]}" in late_origins) \
-            == Counter(e.origin for e in events)
+        assert Counter(e.origin for e in out) + Counter(
+            e.origin for e in events if f"t/{e.origin[1]}/{e.origin[2]}" in late_origins
+        ) == Counter(e.origin for e in events)
         assert [e.time for e in out] == sorted(e.time for e in out)
     else:
         assert Counter(e.origin for e in out) == Counter(e.origin for e in events)
-        on_time = [e for k, e in enumerate(out) if k not in {pos for pos, *_ in ordering.replayed_late}]
+        on_time = [
+            e for k, e in enumerate(out) if k not in {pos for pos, *_ in ordering.replayed_late}
+        ]
         assert [e.time for e in on_time] == sorted(e.time for e in on_time)
 
 
 @settings(max_examples=150, deadline=None)
 @given(times, st.integers(0, 50))
 def test_an_event_within_allowed_lateness_of_the_newest_is_never_late(ts, lateness):
-    """One partition: an event at most ``allowed_lateness`` behind the newest so far finds its place."""
+    """One partition: an event at most ``allowed_lateness`` behind the newest finds its place."""
     kept, newest = [], None
     for t in ts:
         if newest is None or t >= newest - lateness:
@@ -89,18 +92,27 @@ def test_merge_partitions_merges_sorted_streams():
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 100), st.one_of(st.none(), st.integers(-20, 100))), max_size=40),
-       st.lists(st.integers(0, 100), max_size=5))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 100), st.one_of(st.none(), st.integers(-20, 100))), max_size=40
+    ),
+    st.lists(st.integers(0, 100), max_size=5),
+)
 def test_label_join_reveals_each_label_at_its_own_time(rows, orphan_times):
     """rows: (event time, label time or None = never labelled). simulate_qa's rule: an answer
     due at t comes before a question at t; a label that came before its event right after it."""
     events = sorted((ev(t, i=k, key=k) for k, (t, _) in enumerate(rows)), key=lambda e: e.time)
-    labels = sorted([ev(t + lab, key=k, y=k % 2) for k, (t, lab) in enumerate(rows) if lab is not None]
-                    + [ev(t, key=f"orphan{j}", y=1) for j, t in enumerate(orphan_times)], key=lambda e: e.time)
+    labels = sorted(
+        [ev(t + lab, key=k, y=k % 2) for k, (t, lab) in enumerate(rows) if lab is not None]
+        + [ev(t, key=f"orphan{j}", y=1) for j, t in enumerate(orphan_times)],
+        key=lambda e: e.time,
+    )
     join = LabelJoin()
     out = list(join(events, labels))
     questions = [(seq, e) for seq, e, y in out if y is None]
-    assert [e.key for _, e in questions] == [e.key for e in events] and [s for s, _ in questions] == list(range(len(events)))
+    assert [e.key for _, e in questions] == [e.key for e in events] and [
+        s for s, _ in questions
+    ] == list(range(len(events)))
     asked: dict = {}
     for n, (seq, e, y) in enumerate(out):
         if y is None:
@@ -109,7 +121,9 @@ def test_label_join_reveals_each_label_at_its_own_time(rows, orphan_times):
         t, lab = rows[e.key]
         assert y == e.key % 2 and e.key in asked and seq == out[asked[e.key]][0]
         label_time = T0 + timedelta(seconds=t + lab)
-        if lab > 0:  # revealed at its own time: after every question before it, before any at or after it
+        if (
+            lab > 0
+        ):  # revealed at its own time: after every question before it, before any at or after it
             assert all(q.time <= label_time for _, q, yy in out[:n] if yy is None)
             assert all(q.time >= label_time for _, q, yy in out[n:] if yy is None)
         else:  # known before its event: right after the question
@@ -119,8 +133,21 @@ def test_label_join_reveals_each_label_at_its_own_time(rows, orphan_times):
 
 
 def kcat(topic, partition, offset, ts_ms, payload) -> str:
-    return json.dumps({"topic": topic, "partition": partition, "offset": offset, "tstype": "create",
-                       "ts": ts_ms, "broker": 0, "key": None, "payload": json.dumps(payload)}) + "\n"
+    return (
+        json.dumps(
+            {
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+                "tstype": "create",
+                "ts": ts_ms,
+                "broker": 0,
+                "key": None,
+                "payload": json.dumps(payload),
+            }
+        )
+        + "\n"
+    )
 
 
 @pytest.mark.parametrize("delay_s", [0, 45])
@@ -141,26 +168,46 @@ def test_parity_with_river_progressive_val_score_on_the_time_ordered_events(tmp_
     for p in range(3):  # kcat writes a partition's run, then another's
         part = [r for r in rows if r[0] % 3 == p]
         for run_start in range(0, len(part), 120):
-            for off, (i, t, x, _) in enumerate(part[run_start:run_start + 120], start=run_start):
+            for off, (i, t, x, _) in enumerate(part[run_start : run_start + 120], start=run_start):
                 events_lines.append((run_start, p, kcat("apps", p, off, t, {"id": i, **x})))
     events_lines.sort(key=lambda item: (item[0], item[1]))
     for off, (i, t, _, y) in enumerate(rows):
         labels_lines.append(kcat("labels", 0, off, t + delay_s * 1000, {"id": i, "y": y}))
     (tmp_path / "apps.jsonl").write_text("".join(line for *_, line in events_lines))
     (tmp_path / "labels.jsonl").write_text("".join(labels_lines))
-    run = wb.run({"name": "parity", "source": {
-        "kind": "kafka_dump", "path": str(tmp_path / "apps.jsonl"), "id": "id",
-        "labels": {"path": str(tmp_path / "labels.jsonl"), "id": "id", "target": "y"}},
-        "learners": [{"name": "lr", "model": "river.linear_model.LogisticRegression",
-                      "preprocessing": ["river.preprocessing.StandardScaler"]}],
-        "metrics": ["accuracy", "log_loss"]}, db=db, progress=False)
-    data = [({**x, "time": T0 + timedelta(milliseconds=t - 1_767_225_600_000)}, y) for _, t, x, y in rows]
+    run = wb.run(
+        {
+            "name": "parity",
+            "source": {
+                "kind": "kafka_dump",
+                "path": str(tmp_path / "apps.jsonl"),
+                "id": "id",
+                "labels": {"path": str(tmp_path / "labels.jsonl"), "id": "id", "target": "y"},
+            },
+            "learners": [
+                {
+                    "name": "lr",
+                    "model": "river.linear_model.LogisticRegression",
+                    "preprocessing": ["river.preprocessing.StandardScaler"],
+                }
+            ],
+            "metrics": ["accuracy", "log_loss"],
+        },
+        db=db,
+        progress=False,
+    )
+    data = [
+        ({**x, "time": T0 + timedelta(milliseconds=t - 1_767_225_600_000)}, y)
+        for _, t, x, y in rows
+    ]
     model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
     from river import compose
 
     model = compose.Discard("time") | model
     river_metrics = metrics.Accuracy() + metrics.LogLoss()
-    evaluate.progressive_val_score(data, model, river_metrics, moment="time", delay=timedelta(seconds=delay_s))
+    evaluate.progressive_val_score(
+        data, model, river_metrics, moment="time", delay=timedelta(seconds=delay_s)
+    )
     summary = run.summary().iloc[0]
     assert summary["accuracy"] == pytest.approx(river_metrics[0].get(), abs=1e-12)
     assert summary["log_loss"] == pytest.approx(river_metrics[1].get(), abs=1e-12)
@@ -173,18 +220,27 @@ def test_mini_batches_feed_learn_many_and_match_batch_semantics(db):
     from river import datasets
 
     rows = list(datasets.Phishing())
-    config = {"name": "mb", "learners": [
-        {"name": "lr", "model": "river.linear_model.LogisticRegression", "preprocessing": ["river.preprocessing.StandardScaler"]},
-        {"name": "tree", "model": "river.tree.HoeffdingTreeClassifier"}],  # no *_many: one at a time
-        "replay": {"batch_size": 50}, "metrics": ["accuracy"]}
+    config = {
+        "name": "mb",
+        "learners": [
+            {
+                "name": "lr",
+                "model": "river.linear_model.LogisticRegression",
+                "preprocessing": ["river.preprocessing.StandardScaler"],
+            },
+            {"name": "tree", "model": "river.tree.HoeffdingTreeClassifier"},
+        ],  # no *_many: one at a time
+        "replay": {"batch_size": 50},
+        "metrics": ["accuracy"],
+    }
     run = wb.run(config, db=db, progress=False, stream=rows)
     import pandas as pd
 
     model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
     correct = 0
     for start in range(0, len(rows), 50):
-        X = pd.DataFrame([x for x, _ in rows[start:start + 50]])
-        y = pd.Series([y for _, y in rows[start:start + 50]])
+        X = pd.DataFrame([x for x, _ in rows[start : start + 50]])
+        y = pd.Series([y for _, y in rows[start : start + 50]])
         correct += int((model.predict_proba_many(X).idxmax(axis=1) == y).sum())
         model.learn_many(X, y)
     summary = run.summary().set_index("learner")
@@ -198,8 +254,16 @@ def test_mini_batches_feed_learn_many_and_match_batch_semantics(db):
 
 def test_batch_size_with_delayed_labels_is_a_config_error(db):
     with pytest.raises(wb.ConfigError, match="replay.batch_size"):
-        wb.run({"name": "x", "source": {"kind": "dataset", "name": "Phishing"}, "replay": {"batch_size": 8, "label_delay": 5},
-                "learners": [{"model": "river.linear_model.LogisticRegression"}]}, db=db, progress=False)
+        wb.run(
+            {
+                "name": "x",
+                "source": {"kind": "dataset", "name": "Phishing"},
+                "replay": {"batch_size": 8, "label_delay": 5},
+                "learners": [{"model": "river.linear_model.LogisticRegression"}],
+            },
+            db=db,
+            progress=False,
+        )
 
 
 def test_mini_batches_are_cut_by_size_and_timeout():

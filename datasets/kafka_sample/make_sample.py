@@ -35,22 +35,35 @@ def applications(rng: random.Random):
         t += rng.randint(1_000, 20_000)
         income = round(rng.lognormvariate(10.5, 0.5), 2)
         amount = round(rng.uniform(1_000, 50_000), 2)
-        app = {"application_id": f"A{i:05d}", "amount": amount, "income": income, "age": rng.randint(18, 80),
-               "region": rng.choice(REGIONS),
-               "employment": {"years": rng.randint(0, 40), "type": rng.choice(["salaried", "self", "none"])}}
+        app = {
+            "application_id": f"A{i:05d}",
+            "amount": amount,
+            "income": income,
+            "age": rng.randint(18, 80),
+            "region": rng.choice(REGIONS),
+            "employment": {
+                "years": rng.randint(0, 40),
+                "type": rng.choice(["salaried", "self", "none"]),
+            },
+        }
         yield i % 3, t, app["application_id"], json.dumps(app).encode(), app
 
 
 def approved(app: dict, rng: random.Random) -> bool:
-    score = 2.5 * math.log(app["income"] / app["amount"] * 10) + 0.05 * app["employment"]["years"] - 2
+    score = (
+        2.5 * math.log(app["income"] / app["amount"] * 10) + 0.05 * app["employment"]["years"] - 2
+    )
     return rng.random() < 1 / (1 + math.exp(-score))
 
 
 BROKEN = [  # (what is wrong, value bytes): every kind of broken record the replay must dead-letter
     ("invalid JSON", b'{"application_id": "B1", "amount": 12'),
-    ("not an object", b'[1, 2, 3]'),
-    ("wrong type", b'{"application_id": "B3", "amount": 5000.0, "income": 30000.0, "age": "forty", '
-                   b'"region": "north", "employment": {"years": 3, "type": "salaried"}}'),
+    ("not an object", b"[1, 2, 3]"),
+    (
+        "wrong type",
+        b'{"application_id": "B3", "amount": 5000.0, "income": 30000.0, "age": "forty", '
+        b'"region": "north", "employment": {"years": 3, "type": "salaried"}}',
+    ),
     ("not UTF-8", b'{"application_id": "B4", "region": "\xff\xfe"}'),
     ("no id", b'{"amount": 5000.0, "income": 30000.0, "age": 40, "region": "north"}'),
     ("tombstone", None),
@@ -65,27 +78,46 @@ def main() -> None:
         producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 5})
         decisions = []
         for partition, ts, key, value, app in applications(rng):
-            producer.produce("applications", value, key=key.encode(), partition=partition, timestamp=ts)
+            producer.produce(
+                "applications", value, key=key.encode(), partition=partition, timestamp=ts
+            )
             if rng.random() < 0.04:
                 continue  # never decided: replayed, predicted, logged unlabelled
             delay_ms = rng.randint(30_000, 600_000)
-            decisions.append((ts + delay_ms, {"application_id": key, "approved": approved(app, rng)}))
+            decisions.append(
+                (ts + delay_ms, {"application_id": key, "approved": approved(app, rng)})
+            )
             if rng.random() < 0.01:  # the same application sent twice: a duplicate
-                producer.produce("applications", value, key=key.encode(), partition=partition, timestamp=ts + 500)
+                producer.produce(
+                    "applications", value, key=key.encode(), partition=partition, timestamp=ts + 500
+                )
             if rng.random() < 0.05 and len(decisions) % 200 == 0:
                 broken = BROKEN[(len(decisions) // 200) % len(BROKEN)][1]
                 producer.produce("applications", broken, partition=partition, timestamp=ts + 100)
             if rng.random() < 0.003:  # a straggler stamped 10 minutes in the past: late
                 late = dict(app, application_id=key + "-late")
-                producer.produce("applications", json.dumps(late).encode(), partition=partition, timestamp=ts - 600_000)
-        for what, broken in BROKEN:  # at least one of each kind
+                producer.produce(
+                    "applications",
+                    json.dumps(late).encode(),
+                    partition=partition,
+                    timestamp=ts - 600_000,
+                )
+        for _, broken in BROKEN:  # at least one of each kind
             producer.produce("applications", broken, partition=0, timestamp=ts + 1_000)
         for k in range(5):  # decisions on applications nobody sent: orphans
-            decisions.append((START_MS + (k + 1) * 3_600_000, {"application_id": f"X{k:05d}", "approved": True}))
+            decisions.append(
+                (START_MS + (k + 1) * 3_600_000, {"application_id": f"X{k:05d}", "approved": True})
+            )
         decisions.sort(key=lambda d: d[0])
         for ts, decision in decisions:
             key = decision["application_id"].encode()
-            producer.produce("decisions", json.dumps(decision).encode(), key=key, partition=zlib.crc32(key) % 2, timestamp=ts)
+            producer.produce(
+                "decisions",
+                json.dumps(decision).encode(),
+                key=key,
+                partition=zlib.crc32(key) % 2,
+                timestamp=ts,
+            )
         if producer.flush(30):
             raise SystemExit("could not deliver every message")
         for topic in ("applications", "decisions"):
@@ -94,11 +126,26 @@ def main() -> None:
 
 def dump(bootstrap: str, topic: str, path: Path) -> None:
     if shutil.which("kcat"):
-        out = subprocess.run(["kcat", "-b", bootstrap, "-C", "-J", "-e", "-q", "-t", topic,
-                              # small fetches: partitions interleave in runs of ~100 messages, as
-                              # kcat does against a busy production cluster
-                              "-X", "fetch.message.max.bytes=32768"],
-                             capture_output=True, check=True, timeout=120).stdout
+        out = subprocess.run(
+            [
+                "kcat",
+                "-b",
+                bootstrap,
+                "-C",
+                "-J",
+                "-e",
+                "-q",
+                "-t",
+                topic,
+                # small fetches: partitions interleave in runs of ~100 messages, as
+                # kcat does against a busy production cluster
+                "-X",
+                "fetch.message.max.bytes=32768",
+            ],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        ).stdout
         path.write_bytes(out)
     else:
         from workbench.sources.kafka_live import kcat_line, messages

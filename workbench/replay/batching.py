@@ -9,7 +9,9 @@ from time import monotonic
 from workbench.events import Event
 
 
-def mini_batches(events: Iterable[Event], size: int, timeout: float | None = None) -> Iterator[list[Event]]:
+def mini_batches(
+    events: Iterable[Event], size: int, timeout: float | None = None
+) -> Iterator[list[Event]]:
     """Lists of up to ``size`` events; with ``timeout`` (seconds, for live sources) a batch is
     also cut once its first event has waited that long, checked as each event arrives."""
     it = iter(events)

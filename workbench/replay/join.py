@@ -31,11 +31,15 @@ class LabelJoin:
     def __init__(self) -> None:
         self.n_orphan_labels = 0
 
-    def __call__(self, events: Iterable[Event], labels: Iterable[Event]) -> Iterator[tuple[int, Event, Any]]:
+    def __call__(
+        self, events: Iterable[Event], labels: Iterable[Event]
+    ) -> Iterator[tuple[int, Event, Any]]:
         waiting: dict[Any, tuple[int, Event]] = {}  # id -> (seq, event) asked, label not yet seen
-        early: dict[Any, Any] = {}                  # id -> label seen before its event
+        early: dict[Any, Any] = {}  # id -> label seen before its event
         seq = 0
-        merged = heapq.merge(_tagged(labels, _LABEL), _tagged(events, _EVENT), key=lambda item: item[:2])
+        merged = heapq.merge(
+            _tagged(labels, _LABEL), _tagged(events, _EVENT), key=lambda item: item[:2]
+        )
         for _, tag, ev in merged:
             if tag == _EVENT:
                 yield seq, ev, None

@@ -48,8 +48,13 @@ def origin_text(origin) -> str:
 class EventTimeOrder:
     """Reorders events by time (see the module docstring); counts and records late events."""
 
-    def __init__(self, allowed_lateness: timedelta, late: str, dead_letter: DeadLetterSink,
-                 merge_window: int = MERGE_WINDOW):
+    def __init__(
+        self,
+        allowed_lateness: timedelta,
+        late: str,
+        dead_letter: DeadLetterSink,
+        merge_window: int = MERGE_WINDOW,
+    ):
         self.allowed_lateness = allowed_lateness
         self.late = late
         self.dead_letter = dead_letter
@@ -80,7 +85,9 @@ class EventTimeOrder:
             arrived += 1
             if arrived < window:
                 continue
-            watermark = min(time for time, last in newest.values() if arrived - last <= window) - lateness
+            watermark = (
+                min(time for time, last in newest.values() if arrived - last <= window) - lateness
+            )
             while heap and heap[0][0] <= watermark:
                 released, _, out = pop(heap)
                 released_n += 1
@@ -96,8 +103,12 @@ class EventTimeOrder:
         if self.late == "replay":
             self.replayed_late.append((position, origin_text(ev.origin), ev.time, behind))
             return
-        self.dead_letter(DeadLetter(
-            origin_text(ev.origin),
-            f"late: event time {ev.time} is {behind} behind events already replayed, more than "
-            f"replay.allowed_lateness ({self.allowed_lateness}) allows; replay.late: replay keeps such events",
-            raw_event(ev)))
+        self.dead_letter(
+            DeadLetter(
+                origin_text(ev.origin),
+                f"late: event time {ev.time} is {behind} behind events already replayed, more than "
+                f"replay.allowed_lateness ({self.allowed_lateness}) allows; "
+                "replay.late: replay keeps such events",
+                raw_event(ev),
+            )
+        )

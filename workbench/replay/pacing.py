@@ -8,8 +8,12 @@ from collections.abc import Callable, Iterable, Iterator
 from workbench.events import Event
 
 
-def paced(events: Iterable[Event], speed: float, sleep: Callable[[float], None] = time.sleep,
-          clock: Callable[[], float] = time.monotonic) -> Iterator[Event]:
+def paced(
+    events: Iterable[Event],
+    speed: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[Event]:
     """Yield each event when ``(its time - the first event's time) / speed`` has passed."""
     first = start = None
     for ev in events:

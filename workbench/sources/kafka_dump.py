@@ -28,8 +28,15 @@ from workbench.sources.kafka_records import Decoder, _Fallback, bisect, joined_p
 BLOCK_BYTES = 4 << 20
 _S3_NAME = re.compile(r"^(?P<topic>.+)\+(?P<partition>\d+)\+(?P<offset>\d+)\.json(\.gz)?$")
 _CONSOLE_PREFIXES = ("CreateTime:", "LogAppendTime:", "NO_TIMESTAMP", "Partition:", "Offset:")
-_ENVELOPE = pa.schema([("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
-                       ("ts", pa.int64()), ("payload", pa.string())])
+_ENVELOPE = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("ts", pa.int64()),
+        ("payload", pa.string()),
+    ]
+)
 _ENVELOPE_PARSE = pjson.ParseOptions(explicit_schema=_ENVELOPE, unexpected_field_behavior="ignore")
 _READ = pjson.ReadOptions(use_threads=False, block_size=1 << 26)
 
@@ -38,7 +45,9 @@ def expand(paths: str | list[str], key: str) -> list[Path]:
     """A path, a glob or a list of them → existing files, sorted within each glob."""
     found: list[Path] = []
     for pattern in [paths] if isinstance(paths, str) else paths:
-        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        matches = (
+            sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        )
         files = [Path(m) for m in matches if Path(m).is_file()]
         if not files:
             raise SourceError(f"{key}: no file matches {pattern!r}")
@@ -75,8 +84,10 @@ def detect(path: Path) -> str:
         if isinstance(head, dict) and {"topic", "partition", "offset", "payload"} <= set(head):
             return "kcat"
         return "jsonl"
-    raise SourceError(f"{path}:1: cannot tell the dump format (not kcat -J, kafka-console-consumer, S3 sink "
-                      "or JSON Lines); set source.format")
+    raise SourceError(
+        f"{path}:1: cannot tell the dump format (not kcat -J, kafka-console-consumer, S3 sink "
+        "or JSON Lines); set source.format"
+    )
 
 
 def _lines(path: Path) -> Iterator[tuple[Sequence[int], list[bytes]]]:
@@ -97,7 +108,7 @@ def _numbered(lines: list[bytes], first: int) -> tuple[Sequence[int], list[bytes
         lines = [line.rstrip(b"\r") for line in lines]
     numbers: Sequence[int] = range(first, first + len(lines))
     if not all(lines) or any(not line.strip() for line in lines if len(line) < 3):
-        kept = [(n, line) for n, line in zip(numbers, lines) if line.strip()]
+        kept = [(n, line) for n, line in zip(numbers, lines, strict=True) if line.strip()]
         numbers, lines = [n for n, _ in kept], [line for _, line in kept]
     return numbers, lines
 
@@ -109,7 +120,12 @@ class DumpReader:
         self.path, self.fmt, self.decoder = path, fmt, decoder
 
     def events(self) -> Iterator[Event]:
-        read = {"kcat": self._kcat, "console": self._console, "s3": self._values, "jsonl": self._values}[self.fmt]
+        read = {
+            "kcat": self._kcat,
+            "console": self._console,
+            "s3": self._values,
+            "jsonl": self._values,
+        }[self.fmt]
         for numbers, lines in _lines(self.path):
             if lines:
                 yield from read(numbers, lines)
@@ -121,16 +137,26 @@ class DumpReader:
     def _kcat(self, numbers: Sequence[int], lines: list[bytes]) -> Iterator[Event]:
         def block(start: int, stop: int) -> list[Event]:
             try:
-                env = pjson.read_json(pa.BufferReader(b"\n".join(lines[start:stop])),
-                                      parse_options=_ENVELOPE_PARSE, read_options=_READ)
+                env = pjson.read_json(
+                    pa.BufferReader(b"\n".join(lines[start:stop])),
+                    parse_options=_ENVELOPE_PARSE,
+                    read_options=_READ,
+                )
             except pa.ArrowInvalid:  # invalid JSON or raw non-UTF-8 bytes somewhere in the block
                 raise _Fallback from None
-            if env.num_rows != stop - start or any(env.column(c).null_count for c in ("topic", "partition", "offset")):
+            if env.num_rows != stop - start or any(
+                env.column(c).null_count for c in ("topic", "partition", "offset")
+            ):
                 raise _Fallback
             payloads = env.column("payload").combine_chunks()
-            return self.decoder.block(env.column("topic").to_pylist(), env.column("partition").to_pylist(),
-                                      env.column("offset").to_pylist(), env.column("ts").combine_chunks(),
-                                      joined_payloads(payloads), stop - start)
+            return self.decoder.block(
+                env.column("topic").to_pylist(),
+                env.column("partition").to_pylist(),
+                env.column("offset").to_pylist(),
+                env.column("ts").combine_chunks(),
+                joined_payloads(payloads),
+                stop - start,
+            )
 
         return bisect(block, lambda i: self._kcat_one(numbers[i], lines[i]), 0, len(lines))
 
@@ -141,27 +167,36 @@ class DumpReader:
             env = json.loads(line.decode("utf-8", "surrogateescape"))
         except ValueError as exc:
             return self.decoder.dead(origin, f"not a kcat -J line (invalid JSON: {exc})", line)
-        if not isinstance(env, dict) or not all(isinstance(env.get(k), int) for k in ("partition", "offset")) \
-                or not isinstance(env.get("topic"), str):
-            return self.decoder.dead(origin, "not a kcat -J line: needs topic, partition and offset", line)
+        if (
+            not isinstance(env, dict)
+            or not all(isinstance(env.get(k), int) for k in ("partition", "offset"))
+            or not isinstance(env.get("topic"), str)
+        ):
+            return self.decoder.dead(
+                origin, "not a kcat -J line: needs topic, partition and offset", line
+            )
         payload = env.get("payload")
         value = None if payload is None else str(payload).encode("utf-8", "surrogateescape")
         ts = env.get("ts") if isinstance(env.get("ts"), int) else None
-        return self.decoder.message(env["topic"], env["partition"], env["offset"], ts, value, origin, line)
+        return self.decoder.message(
+            env["topic"], env["partition"], env["offset"], ts, value, origin, line
+        )
 
     # -- kafka-console-consumer ---------------------------------------------------------------
     def _console(self, numbers: Sequence[int], lines: list[bytes]) -> Iterator[Event]:
-        for number, line in zip(numbers, lines):
+        for number, line in zip(numbers, lines, strict=True):
             ev = self._console_one(number, line)
             if ev is not None:
                 yield ev
 
     def _console_one(self, number: int, line: bytes) -> Event | None:
-        """``CreateTime:ts  Partition:p  Offset:o  headers  key  value`` — any of them switched off."""
+        """``CreateTime:ts  Partition:p  Offset:o  headers  key  value``, any of them absent."""
         origin = self.origin(number)
         fields = line.split(b"\t")
         ts = partition = offset = None
-        while fields and fields[0].startswith((b"CreateTime:", b"LogAppendTime:", b"NO_TIMESTAMP", b"Partition:", b"Offset:")):
+        while fields and fields[0].startswith(
+            (b"CreateTime:", b"LogAppendTime:", b"NO_TIMESTAMP", b"Partition:", b"Offset:")
+        ):
             name, _, text = fields.pop(0).partition(b":")
             if name == b"NO_TIMESTAMP":
                 continue
@@ -183,16 +218,28 @@ class DumpReader:
         topic, partition, first = self.path.name, 0, -1  # JSON Lines: offset = line number - 1
         if self.fmt == "s3":
             match = _S3_NAME.match(self.path.name)
-            topic, partition, first = match["topic"], int(match["partition"]), int(match["offset"]) - 1
+            topic, partition, first = (
+                match["topic"],
+                int(match["partition"]),
+                int(match["offset"]) - 1,
+            )
         offsets = [first + n for n in numbers]
 
         def block(start: int, stop: int) -> list[Event]:
             n = stop - start
-            return self.decoder.block([topic] * n, [partition] * n, offsets[start:stop], None,
-                                      b"\n".join(lines[start:stop]), n)
+            return self.decoder.block(
+                [topic] * n,
+                [partition] * n,
+                offsets[start:stop],
+                None,
+                b"\n".join(lines[start:stop]),
+                n,
+            )
 
         def one(i: int) -> Event | None:
-            return self.decoder.message(topic, partition, offsets[i], None, lines[i], self.origin(numbers[i]), lines[i])
+            return self.decoder.message(
+                topic, partition, offsets[i], None, lines[i], self.origin(numbers[i]), lines[i]
+            )
 
         return bisect(block, one, 0, len(lines))
 
@@ -205,11 +252,15 @@ MAX_CLASSES = 20
 
 def infer_task(ys: list) -> str:
     if not ys:
-        raise ConfigError("source.task", "no usable labelled record found to infer the task from: set source.task")
+        raise ConfigError(
+            "source.task", "no usable labelled record found to infer the task from: set source.task"
+        )
     if all(isinstance(y, bool) for y in ys):
         return "binary"
     distinct = len(set(ys))
-    if all(isinstance(y, float) for y in ys) or (all(isinstance(y, int) for y in ys) and distinct > MAX_CLASSES):
+    if all(isinstance(y, float) for y in ys) or (
+        all(isinstance(y, int) for y in ys) and distinct > MAX_CLASSES
+    ):
         return "regression"
     return "binary" if distinct <= 2 else "multiclass"
 
@@ -230,13 +281,27 @@ class KafkaDumpSource:
         checks = [(cfg.path, cfg.format, "source.path", cfg.time, "source.time")]
         if cfg.labels is not None:
             if cfg.id is None:
-                raise ConfigError("source.id", "required with source.labels: the payload field that the labels' id matches")
-            checks.append((cfg.labels.path, cfg.labels.format, "source.labels.path", cfg.labels.time, "source.labels.time"))
+                raise ConfigError(
+                    "source.id",
+                    "required with source.labels: the payload field that the labels' id matches",
+                )
+            checks.append(
+                (
+                    cfg.labels.path,
+                    cfg.labels.format,
+                    "source.labels.path",
+                    cfg.labels.time,
+                    "source.labels.time",
+                )
+            )
         for paths, fmt, key, time, time_key in checks:
             for path, found in self.files(paths, fmt, key):
                 if found in ("s3", "jsonl") and time == "kafka":
-                    raise ConfigError(time_key, f"{path} is a {found} dump, whose lines hold no message timestamp: "
-                                      "name the payload field holding the event time")
+                    raise ConfigError(
+                        time_key,
+                        f"{path} is a {found} dump, whose lines hold no message timestamp: "
+                        "name the payload field holding the event time",
+                    )
 
     @property
     def task(self) -> str:
@@ -247,10 +312,14 @@ class KafkaDumpSource:
             streams = self._streams(quiet, self.config.path, self.config.format, "source.path")
         else:
             lab = self.config.labels
-            quiet = Decoder(self.config, lambda _: None, target=lab.target, id=lab.id, time=lab.time)
+            quiet = Decoder(
+                self.config, lambda _: None, target=lab.target, id=lab.id, time=lab.time
+            )
             streams = self._streams(quiet, lab.path, lab.format, "source.labels.path")
         self.decoders.remove(quiet)
-        return infer_task([ev.y for ev in itertools.islice(itertools.chain.from_iterable(streams), TASK_SAMPLE)])
+        return infer_task(
+            [ev.y for ev in itertools.islice(itertools.chain.from_iterable(streams), TASK_SAMPLE)]
+        )
 
     @property
     def length(self) -> int | None:
@@ -281,7 +350,10 @@ class KafkaDumpSource:
             match = _S3_NAME.match(path.name) if found == "s3" else None
             group = (match["topic"], int(match["partition"])) if match else path
             by_partition.setdefault(group, []).append(DumpReader(path, found, decoder))
-        return [itertools.chain.from_iterable(r.events() for r in readers) for readers in by_partition.values()]
+        return [
+            itertools.chain.from_iterable(r.events() for r in readers)
+            for readers in by_partition.values()
+        ]
 
     @property
     def n_duplicates(self) -> int:

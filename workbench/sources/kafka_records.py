@@ -81,8 +81,14 @@ class Decoder:
     below it is a duplicate) and, when ``id`` is set, the ids seen.
     """
 
-    def __init__(self, config: SourceConfig, dead_letter: DeadLetterSink, target: str | None = None,
-                 id: str | None = None, time: str | None = None):
+    def __init__(
+        self,
+        config: SourceConfig,
+        dead_letter: DeadLetterSink,
+        target: str | None = None,
+        id: str | None = None,
+        time: str | None = None,
+    ):
         self.target = target if target is not None else config.target
         self.id = id if id is not None else config.id
         self.time = time if time is not None else config.time
@@ -94,16 +100,29 @@ class Decoder:
         self.high: dict[tuple[str, int], int] = {}
         self.ids: set = set()
         self.n_duplicates = 0
-        self.reserved = {f for f in (self.target, self.id, None if self.time == "kafka" else self.time) if f}
+        self.reserved = {
+            f for f in (self.target, self.id, None if self.time == "kafka" else self.time) if f
+        }
 
     def dead(self, origin: str, reason: str, raw: bytes | None) -> None:
         if self.strict:
-            raise SourceError(f"{origin}: {reason} (source.strict is true: the replay stops at the first bad record)")
+            raise SourceError(
+                f"{origin}: {reason} "
+                "(source.strict is true: the replay stops at the first bad record)"
+            )
         self._dead_letter(DeadLetter(origin, reason, raw))
 
     # -- one message at a time ------------------------------------------------------------------
-    def message(self, topic: str, partition: int, offset: int | None, ts: int | None, value: bytes | None,
-                origin: str, raw: bytes) -> Event | None:
+    def message(
+        self,
+        topic: str,
+        partition: int,
+        offset: int | None,
+        ts: int | None,
+        value: bytes | None,
+        origin: str,
+        raw: bytes,
+    ) -> Event | None:
         """The event a message holds, or None (a duplicate, or a dead letter handed on)."""
         where = f"{topic}/{partition}/{offset}"
         if offset is not None:
@@ -112,18 +131,26 @@ class Decoder:
                 return None
             self.high[(topic, partition)] = offset
         if value is None:
-            return self.dead(origin, f"message {where} has no value (a null payload, e.g. a tombstone)", raw)
+            return self.dead(
+                origin, f"message {where} has no value (a null payload, e.g. a tombstone)", raw
+            )
         try:
             text = value.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return self.dead(origin, f"payload of {where} is not valid UTF-8 (byte 0x{value[exc.start]:02x} at "
-                             f"position {exc.start}); JSON text must be UTF-8", raw)
+            return self.dead(
+                origin,
+                f"payload of {where} is not valid UTF-8 (byte 0x{value[exc.start]:02x} at "
+                f"position {exc.start}); JSON text must be UTF-8",
+                raw,
+            )
         try:
             payload = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             return self.dead(origin, f"payload of {where} is not valid JSON: {exc}", raw)
         if not isinstance(payload, dict):
-            return self.dead(origin, f"payload of {where} is a JSON {type(payload).__name__}, not an object", raw)
+            return self.dead(
+                origin, f"payload of {where} is a JSON {type(payload).__name__}, not an object", raw
+            )
         x = flatten(payload)
         key = None
         if self.id:
@@ -134,26 +161,42 @@ class Decoder:
         if self.target:
             y = x.pop(self.target, None)
             if y is None:
-                return self.dead(origin, f"payload of {where} has no target field {self.target!r}", raw)
+                return self.dead(
+                    origin, f"payload of {where} has no target field {self.target!r}", raw
+                )
         if self.time == "kafka":
             if ts is None or ts < 0:
-                return self.dead(origin, f"message {where} has no timestamp (source.time is 'kafka')", raw)
+                return self.dead(
+                    origin, f"message {where} has no timestamp (source.time is 'kafka')", raw
+                )
             time = EPOCH + timedelta(milliseconds=ts)
         else:
             stamp = x.pop(self.time, None)
             time = self._time(stamp)
             if time is None:
-                return self.dead(origin, f"payload of {where}: time field {self.time!r} is {stamp!r}, not an ISO "
-                                 f"timestamp or a number of {self.unit} since 1970 (source.time_unit)", raw)
+                return self.dead(
+                    origin,
+                    f"payload of {where}: time field {self.time!r} is {stamp!r}, not an ISO "
+                    f"timestamp or a number of {self.unit} since 1970 (source.time_unit)",
+                    raw,
+                )
         for name, v in x.items():
             kind = _kind(v)
             if kind is None:
-                return self.dead(origin, f"payload of {where}: feature {name!r} is a JSON {type(v).__name__}; "
-                                 "features must be numbers, strings or booleans", raw)
+                return self.dead(
+                    origin,
+                    f"payload of {where}: feature {name!r} is a JSON {type(v).__name__}; "
+                    "features must be numbers, strings or booleans",
+                    raw,
+                )
             known = self.kinds.setdefault(name, kind)
             if known != kind:
-                return self.dead(origin, f"payload of {where}: feature {name!r} is a {kind} ({v!r}); "
-                                 f"earlier records have it as a {known}", raw)
+                return self.dead(
+                    origin,
+                    f"payload of {where}: feature {name!r} is a {kind} ({v!r}); "
+                    f"earlier records have it as a {known}",
+                    raw,
+                )
         if self.id:
             if key in self.ids:
                 self.n_duplicates += 1
@@ -174,8 +217,15 @@ class Decoder:
         return None
 
     # -- a block at a time ----------------------------------------------------------------------
-    def block(self, topics: list, partitions: list, offsets: list, ts: pa.Array | None,
-              payloads: pa.Buffer | bytes, n: int) -> list[Event]:
+    def block(
+        self,
+        topics: list,
+        partitions: list,
+        offsets: list,
+        ts: pa.Array | None,
+        payloads: pa.Buffer | bytes,
+        n: int,
+    ) -> list[Event]:
         """Decode ``n`` messages whose payloads are ``payloads`` (JSON, one a line) whole, or raise
         _Fallback, leaving no trace."""
         # A block makes ~10 containers a message, none of them in a cycle: without this, the
@@ -188,8 +238,15 @@ class Decoder:
             if enabled:
                 gc.enable()
 
-    def _block(self, topics: list, partitions: list, offsets: list, ts: pa.Array | None,
-               payloads: pa.Buffer | bytes, n: int) -> list[Event]:
+    def _block(
+        self,
+        topics: list,
+        partitions: list,
+        offsets: list,
+        ts: pa.Array | None,
+        payloads: pa.Buffer | bytes,
+        n: int,
+    ) -> list[Event]:
         try:
             table = pjson.read_json(pa.BufferReader(payloads), read_options=_READ)
         except pa.ArrowInvalid:
@@ -213,7 +270,11 @@ class Decoder:
             if ts is None or ts.null_count or pc.min(ts).as_py() < 0:
                 raise _Fallback
             # in C, ~15x faster than pyarrow's own tz-aware datetimes
-            times = list(map(EPOCH.__add__, map(timedelta, _ZEROS, _ZEROS, pc.multiply(ts, 1000).to_pylist())))
+            times = list(
+                map(
+                    EPOCH.__add__, map(timedelta, _ZEROS, _ZEROS, pc.multiply(ts, 1000).to_pylist())
+                )
+            )
         else:
             times = self._times(self._required(columns, self.time))
         keys = key_col.to_pylist() if key_col is not None else None
@@ -226,8 +287,15 @@ class Decoder:
         for name in names:
             self.kinds.setdefault(name, kinds[name])
         ys = y_col.to_pylist() if y_col is not None else itertools.repeat(None)
-        rows = zip(xs, ys, times, keys if keys is not None else itertools.repeat(None),
-                   zip(topics, partitions, offsets), itertools.repeat(None))
+        rows = zip(
+            xs,
+            ys,
+            times,
+            keys if keys is not None else itertools.repeat(None),
+            zip(topics, partitions, offsets, strict=True),
+            itertools.repeat(None),
+            strict=False,
+        )
         if keep is None:
             return list(map(make_event, rows))
         return list(map(make_event, itertools.compress(rows, keep)))
@@ -248,13 +316,17 @@ class Decoder:
             raise _Fallback
         return [self._time(v) for v in col.to_pylist()]
 
-    def _dedup(self, topics: list, partitions: list, offsets: list, keys: list | None) -> list[bool] | None:
+    def _dedup(
+        self, topics: list, partitions: list, offsets: list, keys: list | None
+    ) -> list[bool] | None:
         """Which messages to keep (None: all), updating what was seen."""
         if self._no_duplicates(topics, partitions, offsets, keys):
             return None
         high, keep, dropped = self.high, [], 0
         ids = self.ids if keys is not None else None
-        for topic, partition, offset, key in zip(topics, partitions, offsets, keys or itertools.repeat(None)):
+        for topic, partition, offset, key in zip(
+            topics, partitions, offsets, keys or itertools.repeat(None), strict=False
+        ):
             if offset is not None:
                 where = (topic, partition)
                 if offset <= high.get(where, -1):
@@ -272,8 +344,9 @@ class Decoder:
         self.n_duplicates += dropped
         return keep if dropped else None
 
-
-    def _no_duplicates(self, topics: list, partitions: list, offsets: list, keys: list | None) -> bool:
+    def _no_duplicates(
+        self, topics: list, partitions: list, offsets: list, keys: list | None
+    ) -> bool:
         """The common case, checked with numpy and set operations: one topic, each partition's
         offsets increasing past those seen, ids all new. Records what was seen if so."""
         ids = None
@@ -288,7 +361,9 @@ class Decoder:
         highs = {}
         for p in np.unique(parts).tolist():
             mine = offs[parts == p]
-            if mine[0] <= self.high.get((topic, p), -1) or (len(mine) > 1 and not (np.diff(mine) > 0).all()):
+            if mine[0] <= self.high.get((topic, p), -1) or (
+                len(mine) > 1 and not (np.diff(mine) > 0).all()
+            ):
                 return False
             highs[(topic, p)] = int(mine[-1])
         self.high.update(highs)
@@ -305,11 +380,17 @@ def joined_payloads(payloads: pa.Array) -> pa.Buffer:
         payloads.validate(full=True)
     except pa.ArrowInvalid:
         raise _Fallback from None
-    return pc.binary_join(pa.ListArray.from_arrays([0, len(payloads)], payloads), "\n")[0].as_buffer()
+    return pc.binary_join(pa.ListArray.from_arrays([0, len(payloads)], payloads), "\n")[
+        0
+    ].as_buffer()
 
 
-def bisect(decode_block: Callable[[int, int], list[Event]], decode_one: Callable[[int], Event | None],
-           start: int, stop: int) -> Iterator[Event]:
+def bisect(
+    decode_block: Callable[[int, int], list[Event]],
+    decode_one: Callable[[int], Event | None],
+    start: int,
+    stop: int,
+) -> Iterator[Event]:
     """Events of messages ``start:stop``: whole blocks where possible, halving around bad ones."""
     if stop - start > SLOW_BLOCK:
         try:
