@@ -87,7 +87,7 @@ class SourceConfig:
 
 @dataclass
 class LabelsConfig:
-    """Labels that arrive later, in another dump (``path``) or topic (``topic``), joined on ``id``."""
+    """Labels arriving later in another dump (``path``) or topic (``topic``), joined on ``id``."""
 
     id: str
     target: str
@@ -140,9 +140,10 @@ _SOURCE_KEYS = {
     "dataset": ("kind", "name", "time", "n", "task"),
     "file": ("kind", "path", "target", "features", "time", "time_unit", "n", "task"),
     "python": ("kind", "n", "task"),  # wb.run(config, stream=...) from Python
-    "kafka_dump": ("kind", "path", "format", "target", "id", "time", "time_unit", "labels", "strict", "n", "task"),
-    "kafka": ("kind", "bootstrap_servers", "topics", "group_id", "start", "stop", "target", "id", "time",
-              "time_unit", "labels", "strict", "n", "task"),
+    "kafka_dump": ("kind", "path", "format", "target", "id", "time", "time_unit", "labels",
+                   "strict", "n", "task"),
+    "kafka": ("kind", "bootstrap_servers", "topics", "group_id", "start", "stop", "target", "id",
+              "time", "time_unit", "labels", "strict", "n", "task"),
 }
 DUMP_FORMATS = ("auto", "kcat", "console", "s3", "jsonl")
 LATE_POLICIES = ("dead_letter", "replay")
@@ -183,12 +184,15 @@ def load(config: str | Path | dict | Config, overrides: list[str] | None = None)
 
 
 def _relative_to_file(source: SourceConfig, base: Path) -> None:
-    """Dump paths in a YAML file that name files beside it (e.g. ../datasets/x.jsonl) work from any folder."""
+    """Dump paths in a YAML file naming files beside it (../datasets/x) work from any folder."""
+
     def resolve(paths: str | list[str]) -> str | list[str]:
         if isinstance(paths, list):
             return [resolve(p) for p in paths]
         candidate = base / paths
-        return str(candidate) if not Path(paths).is_absolute() and glob.glob(str(candidate)) else paths
+        return (
+            str(candidate) if not Path(paths).is_absolute() and glob.glob(str(candidate)) else paths
+        )
 
     source.path = resolve(source.path)
     if source.labels is not None and source.labels.path is not None:
@@ -303,16 +307,26 @@ def _kafka_source(raw: dict, cfg: SourceConfig) -> None:
         cfg.bootstrap_servers = _str(raw.get("bootstrap_servers"), "source.bootstrap_servers")
         topics = raw.get("topics")
         cfg.topics = [topics] if isinstance(topics, str) else topics
-        if not isinstance(cfg.topics, list) or not cfg.topics or not all(isinstance(t, str) and t for t in cfg.topics):
-            raise ConfigError("source.topics", f"required: a topic name or a list of them, got {topics!r}")
+        if (
+            not isinstance(cfg.topics, list)
+            or not cfg.topics
+            or not all(isinstance(t, str) and t for t in cfg.topics)
+        ):
+            raise ConfigError(
+                "source.topics", f"required: a topic name or a list of them, got {topics!r}"
+            )
         if raw.get("group_id") is not None:
             cfg.group_id = _str(raw["group_id"], "source.group_id")
         cfg.start = _start(raw.get("start", "earliest"))
         stop = _mapping(raw.get("stop", {}), "source.stop")
         _only(stop, ("max_events", "idle_timeout", "end_offsets"), "source.stop")
         cfg.stop = StopConfig(
-            max_events=None if stop.get("max_events") is None else _int(stop["max_events"], "source.stop.max_events", minimum=1),
-            idle_timeout=None if stop.get("idle_timeout") is None else _positive(stop["idle_timeout"], "source.stop.idle_timeout"),
+            max_events=None
+            if stop.get("max_events") is None
+            else _int(stop["max_events"], "source.stop.max_events", minimum=1),
+            idle_timeout=None
+            if stop.get("idle_timeout") is None
+            else _positive(stop["idle_timeout"], "source.stop.idle_timeout"),
             end_offsets=_bool(stop.get("end_offsets", True), "source.stop.end_offsets"),
         )
     for key in ("target", "id"):
@@ -321,29 +335,46 @@ def _kafka_source(raw: dict, cfg: SourceConfig) -> None:
     cfg.time = _str(raw.get("time", "kafka"), "source.time")
     unit = raw.get("time_unit", "ms" if cfg.time != "kafka" else "s")
     if unit not in ("s", "ms", "us"):
-        raise ConfigError("source.time_unit", f"got {unit!r}; allowed: s, ms, us (for numeric time fields)")
+        raise ConfigError(
+            "source.time_unit", f"got {unit!r}; allowed: s, ms, us (for numeric time fields)"
+        )
     cfg.time_unit = unit
     cfg.strict = _bool(raw.get("strict", False), "source.strict")
     if raw.get("labels") is not None:
         cfg.labels = _labels(_mapping(raw["labels"], "source.labels"), cfg.kind)
     if cfg.target is None and cfg.labels is None:
-        raise ConfigError("source.target", "required: the payload field holding the label, or source.labels "
-                          "{path, id, target} for labels that arrive later in another dump or topic")
+        raise ConfigError(
+            "source.target",
+            "required: the payload field holding the label, or source.labels "
+            "{path, id, target} for labels that arrive later in another dump or topic",
+        )
     if cfg.target is not None and cfg.labels is not None:
-        raise ConfigError("source.labels", "give the label either in the same message (source.target) or in "
-                          "another dump/topic (source.labels), not both")
+        raise ConfigError(
+            "source.labels",
+            "give the label either in the same message (source.target) or in "
+            "another dump/topic (source.labels), not both",
+        )
 
 
 def _labels(raw: dict, kind: str) -> LabelsConfig:
     _only(raw, ("path", "topic", "id", "target", "time", "format"), "source.labels")
-    labels = LabelsConfig(id=_str(raw.get("id"), "source.labels.id"), target=_str(raw.get("target"), "source.labels.target"),
-                          time=_str(raw.get("time", "kafka"), "source.labels.time"),
-                          format=_choice(raw.get("format", "auto"), "source.labels.format", DUMP_FORMATS))
+    labels = LabelsConfig(
+        id=_str(raw.get("id"), "source.labels.id"),
+        target=_str(raw.get("target"), "source.labels.target"),
+        time=_str(raw.get("time", "kafka"), "source.labels.time"),
+        format=_choice(raw.get("format", "auto"), "source.labels.format", DUMP_FORMATS),
+    )
     if (raw.get("path") is None) == (raw.get("topic") is None):
-        raise ConfigError("source.labels", "give exactly one of path (a labels dump) or topic (a live labels topic)")
+        raise ConfigError(
+            "source.labels",
+            "give exactly one of path (a labels dump) or topic (a live labels topic)",
+        )
     if raw.get("topic") is not None:
         if kind != "kafka":
-            raise ConfigError("source.labels.topic", "a labels topic goes with a live source (kind: kafka); a dump takes labels.path")
+            raise ConfigError(
+                "source.labels.topic",
+                "a labels topic goes with a live source (kind: kafka); a dump takes labels.path",
+            )
         labels.topic = _str(raw["topic"], "source.labels.topic")
     else:
         labels.path = _paths(raw["path"], "source.labels.path")
@@ -357,7 +388,7 @@ def _paths(raw: Any, key: str) -> str | list[str]:
 
 
 def _start(raw: Any) -> Any:
-    """earliest | latest | an ISO timestamp | {partition: offset} (one topic) or {topic: {partition: offset}}."""
+    """earliest | latest | an ISO time | {partition: offset} | {topic: {partition: offset}}."""
     if raw in ("earliest", "latest") or isinstance(raw, dict):
         return raw
     if isinstance(raw, str):
@@ -368,8 +399,11 @@ def _start(raw: Any) -> Any:
             pass
     if isinstance(raw, datetime):
         return raw.isoformat()
-    raise ConfigError("source.start", f"got {raw!r}; allowed: earliest, latest, an ISO timestamp "
-                      "(e.g. '2026-01-01T00:00:00Z'), or offsets {partition: offset}")
+    raise ConfigError(
+        "source.start",
+        f"got {raw!r}; allowed: earliest, latest, an ISO timestamp "
+        "(e.g. '2026-01-01T00:00:00Z'), or offsets {partition: offset}",
+    )
 
 
 def _choice(raw: Any, key: str, allowed: tuple[str, ...]) -> str:
@@ -415,10 +449,18 @@ def _replay(raw: dict) -> ReplayConfig:
         raise ConfigError("replay.label_delay", _DELAY_HELP.format(got=repr(delay)))
     out = ReplayConfig(label_delay=delay)
     lateness = raw.get("allowed_lateness", 0)
-    if isinstance(lateness, str) and parse_duration(lateness) is None or isinstance(lateness, bool) \
-            or not isinstance(lateness, (int, float, str)) or (not isinstance(lateness, str) and lateness < 0):
-        raise ConfigError("replay.allowed_lateness", f"got {lateness!r}; allowed: 0, a duration of event "
-                          "time (e.g. '60s', '5m'), or a number of seconds")
+    if (
+        isinstance(lateness, str)
+        and parse_duration(lateness) is None
+        or isinstance(lateness, bool)
+        or not isinstance(lateness, (int, float, str))
+        or (not isinstance(lateness, str) and lateness < 0)
+    ):
+        raise ConfigError(
+            "replay.allowed_lateness",
+            f"got {lateness!r}; allowed: 0, a duration of event "
+            "time (e.g. '60s', '5m'), or a number of seconds",
+        )
     out.allowed_lateness = lateness
     out.late = _choice(raw.get("late", "dead_letter"), "replay.late", LATE_POLICIES)
     out.batch_size = _int(raw.get("batch_size", 1), "replay.batch_size", minimum=1)

@@ -101,8 +101,8 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     has_time = cfg.source.time is not None
     delay = parse_delay(cfg.replay.label_delay, has_time)
     if cfg.replay.batch_size > 1 and (not delay.immediate or cfg.source.labels is not None):
-        raise ConfigError("replay.batch_size", "mini-batches need labels in the same message with no "
-                          "replay.label_delay (a delayed label cannot be learnt with its batch)")
+        raise ConfigError("replay.batch_size", "mini-batches need labels in the same message "
+                          "with no replay.label_delay (a delayed label cannot join its batch)")
     arms = [make_arm(lc.name, build(lc, task, f"learners[{i}]"), task, metrics) for i, lc in enumerate(cfg.learners)]
 
     db_path = Path(db or DEFAULT_DB)
@@ -168,7 +168,8 @@ class _Replay:
             self.qa = lambda events: self.join(events, labels)
 
     def _ordered(self, streams: list) -> Iterable[Event]:
-        order = EventTimeOrder(config_mod.lateness(self.cfg.replay), self.cfg.replay.late, self.writer.dead_letter)
+        replay = self.cfg.replay
+        order = EventTimeOrder(config_mod.lateness(replay), replay.late, self.writer.dead_letter)
         self.orders.append(order)
         return order(merge_partitions(streams))
 

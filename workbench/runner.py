@@ -126,8 +126,9 @@ class Arm:
         t2 = perf_counter_ns()
         n = len(evs)
         predict_ns, learn_ns = (t1 - t0) // n, (t2 - t1) // n
-        rows = preds.to_dict("records") if hasattr(preds, "to_dict") and preds.ndim == 2 else list(preds)
-        for i, (ev, pred) in enumerate(zip(evs, rows)):
+        # probabilities come as a DataFrame (a dict per event), labels and numbers as a Series
+        rows = preds.to_dict("records") if preds.ndim == 2 else list(preds)
+        for i, (ev, pred) in enumerate(zip(evs, rows, strict=True)):
             self._record(seq + i, ev.time, ev.y, pred, predict_ns, learn_ns, self.version)
 
     def _record(self, seq, time, y, pred, predict_ns, learn_ns, version) -> None:
@@ -211,7 +212,8 @@ class Runner:
     """Drives every arm over the same events, in the same order. Counts what it saw."""
 
     def __init__(self, arms: list[Arm], delay: Delay, has_time: bool,
-                 qa: Callable[[Iterable[Event]], Iterator[tuple]] | None = None, batch_size: int = 1):
+                 qa: Callable[[Iterable[Event]], Iterator[tuple]] | None = None,
+                 batch_size: int = 1):
         self.arms = arms
         self.delay = delay
         self.has_time = has_time
@@ -256,7 +258,8 @@ class Runner:
                         yield self.take()
                         deadline, next_flush = perf_counter() + FLUSH_SECONDS, n + FLUSH_ROWS
                 return
-            qa = self.qa(events) if self.qa else questions_and_answers(events, self.delay, self.has_time)
+            qa = (self.qa(events) if self.qa
+                  else questions_and_answers(events, self.delay, self.has_time))
             for seq, ev, y in qa:
                 if y is None:
                     for arm in arms:

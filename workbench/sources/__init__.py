@@ -13,7 +13,8 @@ from workbench.sources.kafka_dump import KafkaDumpSource
 from workbench.sources.python import IterableSource
 from workbench.sources.synthetic import SyntheticSource
 
-__all__ = ["Source", "open_source", "DatasetSource", "FileSource", "IterableSource", "KafkaDumpSource", "SyntheticSource"]
+__all__ = ["Source", "open_source", "DatasetSource", "FileSource", "IterableSource",
+           "KafkaDumpSource", "SyntheticSource"]
 
 
 def open_source(config: SourceConfig, seed: int, stream: Iterable | None = None) -> Source:
@@ -29,7 +30,8 @@ def open_source(config: SourceConfig, seed: int, stream: Iterable | None = None)
     elif config.kind == "kafka_dump":
         source = KafkaDumpSource(config)
     elif config.kind == "kafka":
-        from workbench.sources.kafka_live import KafkaSource  # confluent-kafka loads only for live runs
+        # confluent-kafka is loaded only for live runs
+        from workbench.sources.kafka_live import KafkaSource
 
         source = KafkaSource(config)
     else:

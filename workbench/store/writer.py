@@ -121,9 +121,11 @@ class RunWriter:
 
     def late_events(self, rows: list[tuple]) -> None:
         """Late events replayed where they arrived: (seq, origin, event_time, behind timedelta)."""
-        rows = [(self.run_id, seq, origin, time, behind.total_seconds()) for seq, origin, time, behind in rows]
+        rows = [(self.run_id, seq, origin, time, behind.total_seconds())
+                for seq, origin, time, behind in rows]
         if rows:
-            self._submit(lambda: self._con.executemany("INSERT INTO late_events VALUES (?, ?, ?, ?, ?)", rows))
+            self._submit(lambda: self._con.executemany(
+                "INSERT INTO late_events VALUES (?, ?, ?, ?, ?)", rows))
 
     def write(self, batches: list[StepBatch]) -> None:
         for batch in batches:
