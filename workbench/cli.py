@@ -11,7 +11,7 @@ import pandas as pd
 from workbench.errors import WorkbenchError
 from workbench.store import DEFAULT_DB
 
-DEMO_EXPERIMENTS = ["agrawal_drifts.yaml"]
+DEMO_EXPERIMENTS = ["agrawal_drifts.yaml", "kafka_loans.yaml"]
 EXIT_INTERRUPTED = 130
 
 
@@ -116,6 +116,27 @@ def cmd_ab(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    from workbench.config import StopConfig
+    from workbench.sources.kafka_live import kcat_line, messages
+
+    stop = StopConfig(max_events=args.max_events, idle_timeout=args.idle_timeout,
+                      end_offsets=not args.follow)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(out, "wb") as f:
+        try:
+            for msg in messages(args.bootstrap_servers, args.topic, start=args.start, stop=stop):
+                f.write(kcat_line(msg))
+                n += 1
+        except KeyboardInterrupt:
+            print(f"interrupted: {out} keeps the {n:,} messages recorded so far", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    print(f"recorded {n:,} messages of {', '.join(args.topic)} to {out} (kcat -J format)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",
@@ -137,6 +158,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_db(sub.add_parser("runs", help="list the runs in a database"))
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser(
+        "record", help="record live Kafka topics into a kcat -J dump, to replay later",
+        description="Consume topics from the start (or --start) to their end offsets at start "
+                    "(or until --max-events / --idle-timeout) into a kcat -J compatible dump.")
+    p.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT")
+    p.add_argument("--topic", action="append", required=True,
+                   help="a topic to record (repeat for more)")
+    p.add_argument("--out", required=True, help="the dump file to write")
+    p.add_argument("--start", default="earliest",
+                   help="earliest (default), latest, or an ISO timestamp")
+    p.add_argument("--max-events", type=int, default=None)
+    p.add_argument("--idle-timeout", type=float, default=None,
+                   help="stop after this many seconds without a message")
+    p.add_argument("--follow", action="store_true",
+                   help="do not stop at the end offsets (needs --max-events or --idle-timeout)")
+    p.set_defaults(func=cmd_record)
 
     p = with_db(sub.add_parser("demo", help="replay the demo experiments and print their summaries"))
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")

@@ -7,9 +7,10 @@ single event is read, and every error names the dotted key and what is allowed t
 from __future__ import annotations
 
 import copy
+import glob
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import yaml
 
 from workbench.errors import ConfigError
 
-SOURCE_KINDS = ("synthetic", "dataset", "file", "python")
+SOURCE_KINDS = ("synthetic", "dataset", "file", "python", "kafka_dump", "kafka")
 TASKS = ("binary", "multiclass", "regression")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -72,11 +73,47 @@ class SourceConfig:
     features: list[str] | None = None
     time: str | None = None
     time_unit: str = "s"
+    # kafka_dump and kafka (path may also be a list of paths or globs)
+    id: str | None = None
+    format: str = "auto"
+    labels: LabelsConfig | None = None
+    strict: bool = False
+    bootstrap_servers: str | None = None
+    topics: list[str] = field(default_factory=list)
+    group_id: str | None = None
+    start: Any = "earliest"
+    stop: StopConfig | None = None
+
+
+@dataclass
+class LabelsConfig:
+    """Labels arriving later in another dump (``path``) or topic (``topic``), joined on ``id``."""
+
+    id: str
+    target: str
+    path: Any = None
+    topic: str | None = None
+    time: str = "kafka"
+    format: str = "auto"
+
+
+@dataclass
+class StopConfig:
+    """When a live Kafka replay ends: whichever comes first."""
+
+    max_events: int | None = None
+    idle_timeout: float | None = None
+    end_offsets: bool = True
 
 
 @dataclass
 class ReplayConfig:
     label_delay: int | str = 0
+    allowed_lateness: Any = 0
+    late: str = "dead_letter"
+    batch_size: int = 1
+    batch_timeout: float | None = None
+    speed: float | None = None
 
 
 @dataclass
@@ -108,10 +145,16 @@ _SOURCE_KEYS = {
     "dataset": ("kind", "name", "time", "n", "task"),
     "file": ("kind", "path", "target", "features", "time", "time_unit", "n", "task"),
     "python": ("kind", "n", "task"),  # wb.run(config, stream=...) from Python
+    "kafka_dump": ("kind", "path", "format", "target", "id", "time", "time_unit", "labels",
+                   "strict", "n", "task"),
+    "kafka": ("kind", "bootstrap_servers", "topics", "group_id", "start", "stop", "target", "id",
+              "time", "time_unit", "labels", "strict", "n", "task"),
 }
+DUMP_FORMATS = ("auto", "kcat", "console", "s3", "jsonl")
+LATE_POLICIES = ("dead_letter", "replay")
 _LEARNER_KEYS = ("name", "model", "params", "preprocessing")
 _DRIFT_KEYS = ("at", "width", "params")
-_REPLAY_KEYS = ("label_delay",)
+_REPLAY_KEYS = ("label_delay", "allowed_lateness", "late", "batch_size", "batch_timeout", "speed")
 
 
 def load(config: str | Path | dict | Config, overrides: list[str] | None = None) -> Config:
@@ -139,7 +182,26 @@ def load(config: str | Path | dict | Config, overrides: list[str] | None = None)
     for item in overrides or []:
         apply_override(raw, item)
     raw.setdefault("name", default_name)
-    return parse(raw)
+    cfg = parse(raw)
+    if isinstance(config, (str, Path)) and cfg.source.kind == "kafka_dump":
+        _relative_to_file(cfg.source, Path(config).resolve().parent)
+    return cfg
+
+
+def _relative_to_file(source: SourceConfig, base: Path) -> None:
+    """Dump paths in a YAML file naming files beside it (../datasets/x) work from any folder."""
+
+    def resolve(paths: str | list[str]) -> str | list[str]:
+        if isinstance(paths, list):
+            return [resolve(p) for p in paths]
+        candidate = base / paths
+        return (
+            str(candidate) if not Path(paths).is_absolute() and glob.glob(str(candidate)) else paths
+        )
+
+    source.path = resolve(source.path)
+    if source.labels is not None and source.labels.path is not None:
+        source.labels.path = resolve(source.labels.path)
 
 
 def apply_override(raw: dict, item: str) -> None:
@@ -237,7 +299,134 @@ def _source(raw: dict) -> SourceConfig:
         if unit not in ("s", "ms", "us"):
             raise ConfigError("source.time_unit", f"got {unit!r}; allowed: s, ms, us (for numeric time columns)")
         cfg.time_unit = unit
+    elif kind in ("kafka_dump", "kafka"):
+        _kafka_source(raw, cfg)
     return cfg
+
+
+def _kafka_source(raw: dict, cfg: SourceConfig) -> None:
+    if cfg.kind == "kafka_dump":
+        cfg.path = _paths(raw.get("path"), "source.path")
+        cfg.format = _choice(raw.get("format", "auto"), "source.format", DUMP_FORMATS)
+    else:
+        cfg.bootstrap_servers = _str(raw.get("bootstrap_servers"), "source.bootstrap_servers")
+        topics = raw.get("topics")
+        cfg.topics = [topics] if isinstance(topics, str) else topics
+        if (
+            not isinstance(cfg.topics, list)
+            or not cfg.topics
+            or not all(isinstance(t, str) and t for t in cfg.topics)
+        ):
+            raise ConfigError(
+                "source.topics", f"required: a topic name or a list of them, got {topics!r}"
+            )
+        if raw.get("group_id") is not None:
+            cfg.group_id = _str(raw["group_id"], "source.group_id")
+        cfg.start = _start(raw.get("start", "earliest"))
+        stop = _mapping(raw.get("stop", {}), "source.stop")
+        _only(stop, ("max_events", "idle_timeout", "end_offsets"), "source.stop")
+        cfg.stop = StopConfig(
+            max_events=None
+            if stop.get("max_events") is None
+            else _int(stop["max_events"], "source.stop.max_events", minimum=1),
+            idle_timeout=None
+            if stop.get("idle_timeout") is None
+            else _positive(stop["idle_timeout"], "source.stop.idle_timeout"),
+            end_offsets=_bool(stop.get("end_offsets", True), "source.stop.end_offsets"),
+        )
+    for key in ("target", "id"):
+        if raw.get(key) is not None:
+            setattr(cfg, key, _str(raw[key], f"source.{key}"))
+    cfg.time = _str(raw.get("time", "kafka"), "source.time")
+    unit = raw.get("time_unit", "ms" if cfg.time != "kafka" else "s")
+    if unit not in ("s", "ms", "us"):
+        raise ConfigError(
+            "source.time_unit", f"got {unit!r}; allowed: s, ms, us (for numeric time fields)"
+        )
+    cfg.time_unit = unit
+    cfg.strict = _bool(raw.get("strict", False), "source.strict")
+    if raw.get("labels") is not None:
+        cfg.labels = _labels(_mapping(raw["labels"], "source.labels"), cfg.kind)
+    if cfg.target is None and cfg.labels is None:
+        raise ConfigError(
+            "source.target",
+            "required: the payload field holding the label, or source.labels "
+            "{path, id, target} for labels that arrive later in another dump or topic",
+        )
+    if cfg.target is not None and cfg.labels is not None:
+        raise ConfigError(
+            "source.labels",
+            "give the label either in the same message (source.target) or in "
+            "another dump/topic (source.labels), not both",
+        )
+
+
+def _labels(raw: dict, kind: str) -> LabelsConfig:
+    _only(raw, ("path", "topic", "id", "target", "time", "format"), "source.labels")
+    labels = LabelsConfig(
+        id=_str(raw.get("id"), "source.labels.id"),
+        target=_str(raw.get("target"), "source.labels.target"),
+        time=_str(raw.get("time", "kafka"), "source.labels.time"),
+        format=_choice(raw.get("format", "auto"), "source.labels.format", DUMP_FORMATS),
+    )
+    if (raw.get("path") is None) == (raw.get("topic") is None):
+        raise ConfigError(
+            "source.labels",
+            "give exactly one of path (a labels dump) or topic (a live labels topic)",
+        )
+    if raw.get("topic") is not None:
+        if kind != "kafka":
+            raise ConfigError(
+                "source.labels.topic",
+                "a labels topic goes with a live source (kind: kafka); a dump takes labels.path",
+            )
+        labels.topic = _str(raw["topic"], "source.labels.topic")
+    else:
+        labels.path = _paths(raw["path"], "source.labels.path")
+    return labels
+
+
+def _paths(raw: Any, key: str) -> str | list[str]:
+    if isinstance(raw, list) and raw and all(isinstance(p, str) and p for p in raw):
+        return raw
+    return _str(raw, key)
+
+
+def _start(raw: Any) -> Any:
+    """earliest | latest | an ISO time | {partition: offset} | {topic: {partition: offset}}."""
+    if raw in ("earliest", "latest") or isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str):
+        try:
+            datetime.fromisoformat(raw)
+            return raw
+        except ValueError:
+            pass
+    if isinstance(raw, datetime):
+        return raw.isoformat()
+    raise ConfigError(
+        "source.start",
+        f"got {raw!r}; allowed: earliest, latest, an ISO timestamp "
+        "(e.g. '2026-01-01T00:00:00Z'), or offsets {partition: offset}",
+    )
+
+
+def _choice(raw: Any, key: str, allowed: tuple[str, ...]) -> str:
+    if raw not in allowed:
+        raise ConfigError(key, f"got {raw!r}; allowed: {', '.join(allowed)}")
+    return raw
+
+
+def _bool(raw: Any, key: str) -> bool:
+    if not isinstance(raw, bool):
+        raise ConfigError(key, f"expected true or false, got {raw!r}")
+    return raw
+
+
+def _positive(raw: Any, key: str) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw <= 0:
+        raise ConfigError(key, f"expected a positive number, got {raw!r}")
+    return float(raw)
 
 
 def _drift(raw: Any, key: str) -> DriftSpec:
@@ -263,7 +452,34 @@ def _replay(raw: dict) -> ReplayConfig:
         raise ConfigError("replay.label_delay", _DELAY_HELP.format(got=repr(delay)))
     if isinstance(delay, str) and not delay.strip():
         raise ConfigError("replay.label_delay", _DELAY_HELP.format(got=repr(delay)))
-    return ReplayConfig(label_delay=delay)
+    out = ReplayConfig(label_delay=delay)
+    lateness = raw.get("allowed_lateness", 0)
+    if (
+        isinstance(lateness, str)
+        and parse_duration(lateness) is None
+        or isinstance(lateness, bool)
+        or not isinstance(lateness, (int, float, str))
+        or (not isinstance(lateness, str) and lateness < 0)
+    ):
+        raise ConfigError(
+            "replay.allowed_lateness",
+            f"got {lateness!r}; allowed: 0, a duration of event "
+            "time (e.g. '60s', '5m'), or a number of seconds",
+        )
+    out.allowed_lateness = lateness
+    out.late = _choice(raw.get("late", "dead_letter"), "replay.late", LATE_POLICIES)
+    out.batch_size = _int(raw.get("batch_size", 1), "replay.batch_size", minimum=1)
+    if raw.get("batch_timeout") is not None:
+        out.batch_timeout = _positive(raw["batch_timeout"], "replay.batch_timeout")
+    if raw.get("speed") is not None:
+        out.speed = _positive(raw["speed"], "replay.speed")
+    return out
+
+
+def lateness(replay: ReplayConfig) -> timedelta:
+    """replay.allowed_lateness as a duration (a bare number is seconds)."""
+    value = replay.allowed_lateness
+    return parse_duration(value) if isinstance(value, str) else timedelta(seconds=value)
 
 
 _DELAY_HELP = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import secrets
 import sys
 import time
@@ -19,9 +20,14 @@ from workbench import config as config_mod
 from workbench.evaluation.metrics import names_for
 from workbench.events import Event
 from workbench.learners.river import build
+from workbench.errors import ConfigError
+from workbench.replay.batching import mini_batches
+from workbench.replay.join import LabelJoin
 from workbench.replay.labels import parse_delay, with_field_delay
 from workbench.drift.features import FeatureDrift
 from workbench.learners.batch import build as build_baseline
+from workbench.replay.ordering import EventTimeOrder, merge_partitions
+from workbench.replay.pacing import paced
 from workbench.runner import Runner, make_arm, make_batch_arm
 from workbench.supervision import attach
 from workbench.sources import open_source
@@ -121,6 +127,9 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     metrics = names_for(cfg.metrics, task)
     has_time = cfg.source.time is not None
     delay = parse_delay(cfg.replay.label_delay, has_time)
+    if cfg.replay.batch_size > 1 and (not delay.immediate or cfg.source.labels is not None):
+        raise ConfigError("replay.batch_size", "mini-batches need labels in the same message "
+                          "with no replay.label_delay (a delayed label cannot join its batch)")
     arms = [make_arm(lc.name, build(lc, task, f"learners[{i}]"), task, metrics) for i, lc in enumerate(cfg.learners)]
     arms += [make_batch_arm(bc.name, build_baseline(bc, task, f"baselines[{i}]"), task, metrics)
              for i, bc in enumerate(cfg.baselines)]
@@ -136,12 +145,15 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     writer.true_drifts(source.true_drifts())
     writer.keep = cfg.checkpoints.keep if cfg.checkpoints is not None else None
 
-    events: Iterable[Event] = source.events(writer.dead_letter)
+    replay = _Replay(cfg, source, writer)
+    events: Iterable[Event] = replay.events()
     if delay.kind == "field":
         events = with_field_delay(events, delay.value, has_time)
     if feature_drift is not None:
         events = feature_drift.watch(events)
-    runner = Runner(arms, delay, has_time)
+    runner = Runner(arms, delay, has_time, qa=replay.qa, batch_size=cfg.replay.batch_size)
+    if cfg.replay.batch_size > 1:
+        events = mini_batches(events, cfg.replay.batch_size, cfg.replay.batch_timeout)
     bar = _Progress(source.length, cfg.name, progress)
     started = time.perf_counter()
     status, error = "finished", None
@@ -166,7 +178,9 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
         if status != "failed":  # a failed model may be half-updated: do not offer it for export
             for arm in arms:
                 writer.checkpoint(arm.checkpoint(runner.n_events, "final"))
-        counts = {"n_events": runner.n_events, "n_dead_letters": writer.n_dead_letters}
+        counts = {"n_events": runner.n_events, "n_dead_letters": writer.n_dead_letters,
+                  "n_unlabelled": runner.n_unlabelled, **replay.counts()}
+        writer.late_events(replay.replayed_late())
         writer.finish(status, counts, [_learner_row(arm, cfg) for arm in arms], elapsed, error)
     if status == "interrupted":
         warnings.warn(
@@ -176,6 +190,49 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
             stacklevel=2,
         )
     return Run(run_id, Store(db_path), status)
+
+
+class _Replay:
+    """The replay stage between source and runner: event-time order, lateness, label join,
+    pacing — for sources that hand over partition streams (Kafka dumps and topics)."""
+
+    def __init__(self, cfg: config_mod.Config, source, writer: RunWriter):
+        self.cfg, self.source, self.writer = cfg, source, writer
+        self.orders: list[EventTimeOrder] = []
+        self.join: LabelJoin | None = None
+        self.qa = None
+        if hasattr(source, "streams") and cfg.source.labels is not None:
+            self.join = LabelJoin()
+            labels = self._ordered(source.label_streams(writer.dead_letter))
+            self.qa = lambda events: self.join(events, labels)
+
+    def _ordered(self, streams: list) -> Iterable[Event]:
+        replay = self.cfg.replay
+        order = EventTimeOrder(config_mod.lateness(replay), replay.late, self.writer.dead_letter)
+        self.orders.append(order)
+        return order(merge_partitions(streams))
+
+    def events(self) -> Iterable[Event]:
+        cfg = self.cfg
+        if hasattr(self.source, "streams"):
+            events = self._ordered(self.source.streams(self.writer.dead_letter))
+            if cfg.source.n is not None:
+                events = itertools.islice(events, cfg.source.n)
+        else:
+            events = self.source.events(self.writer.dead_letter)
+        if cfg.replay.speed is not None:
+            events = paced(events, cfg.replay.speed)
+        return events
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "n_duplicates": getattr(self.source, "n_duplicates", 0),
+            "n_late": sum(order.n_late for order in self.orders),
+            "n_orphan_labels": self.join.n_orphan_labels if self.join else 0,
+        }
+
+    def replayed_late(self) -> list[tuple]:
+        return [row for order in self.orders for row in order.replayed_late]
 
 
 def _learner_row(arm, cfg: config_mod.Config) -> dict[str, Any]:

@@ -7,7 +7,7 @@ label or number, which metrics) is settled once, when an ``Arm`` is made — nev
 from __future__ import annotations
 
 from math import log
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter, perf_counter_ns
 
 from river import base
@@ -99,14 +99,51 @@ class Arm:
         t0 = perf_counter_ns()
         pred = self._predict(ev.x)
         t1 = perf_counter_ns()
-        self._pending[seq] = (pred, t1 - t0, self.version)
+        self._pending[seq] = (pred, t1 - t0, self.version, ev.time)
 
     def answer(self, seq: int, ev: Event, y) -> None:
-        pred, predict_ns, version = self._pending.pop(seq)
+        pred, predict_ns, version, _ = self._pending.pop(seq)
         t0 = perf_counter_ns()
         self._learn(ev.x, y)
         t1 = perf_counter_ns()
         self._record(seq, ev.time, y, pred, predict_ns, t1 - t0, version)
+
+    def flush_unanswered(self) -> int:
+        """Log every prediction whose label never came, with no label; how many there were."""
+        pending, self._pending = self._pending, {}
+        for seq, (pred, predict_ns, version, time) in sorted(pending.items()):
+            y_pred, y_proba = self._unanswered(pred)
+            self._emit((seq, time, None, y_pred, y_proba, None, None, predict_ns, None, version))
+        return len(pending)
+
+    def _unanswered(self, pred) -> tuple:
+        """(y_pred, y_proba) of a prediction that was never scored."""
+        return pred, None
+
+    @property
+    def batched(self) -> bool:
+        """Whether the model learns and predicts a mini-batch at once (River's *_many)."""
+        return hasattr(self.model, "learn_many") and hasattr(self.model, self._predict_many_name)
+
+    _predict_many_name = "predict_many"
+
+    def step_many(self, seq: int, evs: list[Event]) -> None:
+        """Predict a mini-batch, then learn it; each event's timings are the batch's shares."""
+        import pandas as pd  # only mini-batch runs pay for it
+
+        X = pd.DataFrame.from_records([ev.x for ev in evs])
+        y = pd.Series([ev.y for ev in evs])
+        t0 = perf_counter_ns()
+        preds = getattr(self.model, self._predict_many_name)(X)
+        t1 = perf_counter_ns()
+        self.model.learn_many(X, y)
+        t2 = perf_counter_ns()
+        n = len(evs)
+        predict_ns, learn_ns = (t1 - t0) // n, (t2 - t1) // n
+        # probabilities come as a DataFrame (a dict per event), labels and numbers as a Series
+        rows = preds.to_dict("records") if preds.ndim == 2 else list(preds)
+        for i, (ev, pred) in enumerate(zip(evs, rows, strict=True)):
+            self._record(seq + i, ev.time, ev.y, pred, predict_ns, learn_ns, self.version)
 
     def _record(self, seq, time, y, pred, predict_ns, learn_ns, version) -> None:
         raise NotImplementedError
@@ -121,6 +158,14 @@ class ProbaClassifierArm(Arm):
         super().__init__(name, model, task, metrics)
         self._predict = model.predict_proba_one
         self._updates = [(m.update, not m.requires_labels) for m in self.metrics.values()]
+
+    _predict_many_name = "predict_proba_many"
+
+    def _unanswered(self, proba) -> tuple:
+        if not proba:
+            return None, None
+        y_pred = max(proba, key=proba.get)
+        return y_pred, proba[y_pred]
 
     def _record(self, seq, time, y, proba, predict_ns, learn_ns, version):
         if not proba:  # River's metrics skip an abstention; so do we
@@ -182,18 +227,28 @@ def make_arm(name: str, model: base.Estimator, task: str, metrics: list[str]) ->
 class Runner:
     """Drives every arm over the same events, in the same order. Counts what it saw."""
 
-    def __init__(self, arms: list[Arm], delay: Delay, has_time: bool):
+    def __init__(self, arms: list[Arm], delay: Delay, has_time: bool,
+                 qa: Callable[[Iterable[Event]], Iterator[tuple]] | None = None,
+                 batch_size: int = 1):
         self.arms = arms
         self.delay = delay
         self.has_time = has_time
+        #: turns events into (seq, event, y) questions and answers, e.g. a label join
+        self.qa = qa
+        self.batch_size = batch_size
         self.n_events = 0
+        self.n_unlabelled = 0
 
     def run(self, events: Iterable[Event]) -> Iterator[list[StepBatch]]:
         """Yield the arms' steps every FLUSH_ROWS rows or FLUSH_SECONDS, and at the end.
 
         If the loop is interrupted, ``take()`` still hands over every step completed so far.
         """
-        yield from self._loop(events)
+        if self.batch_size > 1:
+            yield from self._batched(events)
+        else:
+            yield from self._loop(events)
+        self.n_unlabelled = max((arm.flush_unanswered() for arm in self.arms), default=0)
         yield self.take()
 
     def take(self) -> list[StepBatch]:
@@ -210,7 +265,7 @@ class Runner:
         next_flush = FLUSH_ROWS
         n = 0
         try:
-            if self.delay.immediate:
+            if self.delay.immediate and self.qa is None:
                 for n, ev in enumerate(events, start=1):
                     for arm in arms:
                         arm.step(n - 1, ev)
@@ -219,7 +274,9 @@ class Runner:
                         yield self.take()
                         deadline, next_flush = perf_counter() + FLUSH_SECONDS, n + FLUSH_ROWS
                 return
-            for seq, ev, y in questions_and_answers(events, self.delay, self.has_time):
+            qa = (self.qa(events) if self.qa
+                  else questions_and_answers(events, self.delay, self.has_time))
+            for seq, ev, y in qa:
                 if y is None:
                     for arm in arms:
                         arm.ask(seq, ev)
@@ -231,6 +288,24 @@ class Runner:
                 else:
                     for arm in arms:
                         arm.answer(seq, ev, y)
+        finally:
+            self.n_events = n
+
+    def _batched(self, batches: Iterable[list[Event]]) -> Iterator[list[StepBatch]]:
+        """Mini-batches (labels known at once): *_many where a learner has them, else one by one."""
+        arms, n = self.arms, 0
+        try:
+            for evs in batches:
+                for arm in arms:
+                    if arm.batched:
+                        arm.step_many(n, evs)
+                    else:
+                        for i, ev in enumerate(evs):
+                            arm.step(n + i, ev)
+                n += len(evs)
+                self.n_events = n
+                if len(arms[0].batch) >= FLUSH_ROWS:
+                    yield self.take()
         finally:
             self.n_events = n
 

@@ -9,10 +9,12 @@ from workbench.errors import ConfigError
 from workbench.sources.base import Source
 from workbench.sources.datasets import DatasetSource
 from workbench.sources.files import FileSource
+from workbench.sources.kafka_dump import KafkaDumpSource
 from workbench.sources.python import IterableSource
 from workbench.sources.synthetic import SyntheticSource
 
-__all__ = ["Source", "open_source", "DatasetSource", "FileSource", "IterableSource", "SyntheticSource"]
+__all__ = ["Source", "open_source", "DatasetSource", "FileSource", "IterableSource",
+           "KafkaDumpSource", "SyntheticSource"]
 
 
 def open_source(config: SourceConfig, seed: int, stream: Iterable | None = None) -> Source:
@@ -25,6 +27,13 @@ def open_source(config: SourceConfig, seed: int, stream: Iterable | None = None)
         source = SyntheticSource(config, seed)
     elif config.kind == "dataset":
         source = DatasetSource(config)
+    elif config.kind == "kafka_dump":
+        source = KafkaDumpSource(config)
+    elif config.kind == "kafka":
+        # confluent-kafka is loaded only for live runs
+        from workbench.sources.kafka_live import KafkaSource
+
+        source = KafkaSource(config)
     else:
         source = FileSource(config)
     source.validate()

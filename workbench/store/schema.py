@@ -112,6 +112,13 @@ TABLES = {
         n_samples BIGINT NOT NULL,
         fit_ms DOUBLE NOT NULL
     """,
+    "late_events": """
+        run_id VARCHAR NOT NULL,
+        seq BIGINT NOT NULL,                -- where it was replayed (replay.late: replay)
+        origin VARCHAR NOT NULL,            -- topic/partition/offset
+        event_time TIMESTAMPTZ,
+        behind_s DOUBLE                     -- how far behind events already replayed
+    """,
 }
 
 

@@ -119,6 +119,14 @@ class RunWriter:
         self._dead.append(record)
         self.n_dead_letters += 1
 
+    def late_events(self, rows: list[tuple]) -> None:
+        """Late events replayed where they arrived: (seq, origin, event_time, behind timedelta)."""
+        rows = [(self.run_id, seq, origin, time, behind.total_seconds())
+                for seq, origin, time, behind in rows]
+        if rows:
+            self._submit(lambda: self._con.executemany(
+                "INSERT INTO late_events VALUES (?, ?, ?, ?, ?)", rows))
+
     def write(self, batches: list[StepBatch]) -> None:
         for batch in batches:
             if len(batch):
