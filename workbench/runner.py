@@ -329,11 +329,11 @@ class _Batched:
             t0 = perf_counter_ns()
             preds = self._predict_many([ev.x for _, ev in self._questions])
             share = (perf_counter_ns() - t0) // len(preds)
-            for (seq, _), pred in zip(self._questions, preds, strict=True):
-                self._pending[seq] = (pred, share, self.version)
+            for (seq, ev), pred in zip(self._questions, preds, strict=True):
+                self._pending[seq] = (pred, share, self.version, ev.time)
             self._questions = []
         for seq, ev, learn_ns in self._immediate:
-            pred, predict_ns, version = self._pending.pop(seq)
+            pred, predict_ns, version, _ = self._pending.pop(seq)
             self._record(seq, ev.time, ev.y, pred, predict_ns, learn_ns, version)
         self._immediate = []
 
@@ -361,13 +361,17 @@ class _Batched:
         if seq not in self._pending:
             self._resolve()
         learn_ns = self._learn_logged(seq, ev, y)
-        pred, predict_ns, version = self._pending.pop(seq)
+        pred, predict_ns, version, _ = self._pending.pop(seq)
         self._record(seq, ev.time, y, pred, predict_ns, learn_ns, version)
 
     def take(self) -> StepBatch:
         if hasattr(self, "_questions"):
             self._resolve()
         return super().take()
+
+    def flush_unanswered(self) -> int:
+        self._resolve()  # questions still open get their predictions first
+        return super().flush_unanswered()
 
 
 def make_batch_arm(name: str, learner, task: str, metrics: list[str]) -> Arm:
