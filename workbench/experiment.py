@@ -20,6 +20,7 @@ from workbench.evaluation.metrics import names_for
 from workbench.events import Event
 from workbench.learners.river import build
 from workbench.replay.labels import parse_delay, with_field_delay
+from workbench.replay.schema import infer as infer_schema
 from workbench.runner import Runner, make_arm
 from workbench.sources import open_source
 from workbench.store import DEFAULT_DB, RunWriter, Store
@@ -106,6 +107,8 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     events: Iterable[Event] = source.events(writer.dead_letter)
     if delay.kind == "field":
         events = with_field_delay(events, delay.value, has_time)
+    fields, events = infer_schema(events)
+    writer.feature_schema(fields)
     runner = Runner(arms, delay, has_time)
     bar = _Progress(source.length, cfg.name, progress)
     started = time.perf_counter()

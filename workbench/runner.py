@@ -64,6 +64,12 @@ class Arm:
         self.version += 1
         return snapshot(self.name, self.model, self.version, seq, self.metric_values(), reason)
 
+    def use(self, model: base.Estimator) -> None:
+        """Carry on with another model of the same kind (a restored checkpoint, a loaded bundle)."""
+        self.model = model
+        self._predict = getattr(model, self._predict.__name__)
+        self._learn = model.learn_one
+
     def take(self) -> StepBatch:
         """Hand over the buffered steps and start a new batch."""
         batch = getattr(self, "batch", None)

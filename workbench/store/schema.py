@@ -76,6 +76,14 @@ TABLES = {
         reason VARCHAR NOT NULL,
         raw BLOB                            -- the record's bytes, kept
     """,
+    "feature_schema": """
+        run_id VARCHAR NOT NULL,
+        position INTEGER NOT NULL,
+        role VARCHAR NOT NULL,              -- feature | target
+        name VARCHAR NOT NULL,
+        type VARCHAR NOT NULL,              -- number | string | boolean | null | any
+        nullable BOOLEAN NOT NULL           -- absent or None in some of the first events
+    """,
 }
 
 
