@@ -42,12 +42,18 @@ async def noop_asgi(scope, receive, send) -> None:
     more = True
     while more:
         more = (await receive()).get("more_body", False)
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
     await send({"type": "http.response.body", "body": b"{}"})
 
 
 def noop_server(port: int) -> None:
-    """Both no-op endpoints in one uvicorn: /fastapi goes to a FastAPI route, anything else is raw."""
+    """Both no-op endpoints in one uvicorn: /fastapi goes to FastAPI, anything else is raw."""
     import uvicorn
 
     api = FastAPI()
@@ -62,8 +68,16 @@ def noop_server(port: int) -> None:
             return await api(scope, receive, send)
         return await noop_asgi(scope, receive, send)
 
-    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", lifespan="off",
-                access_log=False, log_level="warning")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+    )
 
 
 def free_port() -> int:
@@ -89,8 +103,19 @@ def wait_for(url: str, proc: subprocess.Popen) -> None:
 
 def hey(url: str, body: Path, seconds: float, rate: int | None, workers: int) -> dict[str, float]:
     """Run hey; ``rate`` is the total requests/s (None: as fast as it can)."""
-    command = ["hey", "-z", f"{seconds}s", "-c", str(workers), "-m", "POST", "-T", "application/json",
-               "-D", str(body)]
+    command = [
+        "hey",
+        "-z",
+        f"{seconds}s",
+        "-c",
+        str(workers),
+        "-m",
+        "POST",
+        "-T",
+        "application/json",
+        "-D",
+        str(body),
+    ]
     if rate is not None:
         command += ["-q", f"{rate / workers:g}"]
     out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
@@ -104,8 +129,12 @@ def hey(url: str, body: Path, seconds: float, rate: int | None, workers: int) ->
 
 def demo_bundle(folder: Path, n: int) -> tuple[Path, dict]:
     """The demo experiment, shortened, and its logistic regression exported."""
-    run = wb.run(ROOT / "experiments" / "agrawal_drifts.yaml", db=folder / "runs.duckdb", progress=False,
-                 overrides=[f"source.n={n}", "source.drifts=[]"])
+    run = wb.run(
+        ROOT / "experiments" / "agrawal_drifts.yaml",
+        db=folder / "runs.duckdb",
+        progress=False,
+        overrides=[f"source.n={n}", "source.drifts=[]"],
+    )
     bundle = wb.export(run, "logreg", folder / "bundle")
     # the features of a real event of the stream, as a client would send them
     config = load_config(bundle / "config.yaml")
@@ -132,37 +161,72 @@ def main() -> None:
         batch.write_text(json.dumps({"instances": [x] * args.batch}))
         serve_port, noop_port = free_port(), free_port()
         servers = [
-            subprocess.Popen([sys.executable, "-m", "workbench.cli", "serve", str(bundle), "--port", str(serve_port),
-                              "--state-dir", str(folder / "state")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
-            subprocess.Popen([sys.executable, __file__, "--noop-server", str(noop_port)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "workbench.cli",
+                    "serve",
+                    str(bundle),
+                    "--port",
+                    str(serve_port),
+                    "--state-dir",
+                    str(folder / "state"),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ),
+            subprocess.Popen(
+                [sys.executable, __file__, "--noop-server", str(noop_port)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ),
         ]
         try:
             wait_for(f"http://127.0.0.1:{serve_port}/predict", servers[0])
             wait_for(f"http://127.0.0.1:{noop_port}/", servers[1])
-            targets = {"noop raw ASGI": f"http://127.0.0.1:{noop_port}/",
-                       "noop FastAPI": f"http://127.0.0.1:{noop_port}/fastapi",
-                       "predict (one record)": f"http://127.0.0.1:{serve_port}/predict"}
-            print(f"bundle: {bundle.name} (StandardScaler | LogisticRegression, Agrawal, 9 features); "
-                  f"load: hey, {args.seconds:g} s per figure, sharing the cores")
+            targets = {
+                "noop raw ASGI": f"http://127.0.0.1:{noop_port}/",
+                "noop FastAPI": f"http://127.0.0.1:{noop_port}/fastapi",
+                "predict (one record)": f"http://127.0.0.1:{serve_port}/predict",
+            }
+            print(
+                "bundle: StandardScaler | LogisticRegression on Agrawal (9 features); "
+                f"load: hey, {args.seconds:g} s per figure, sharing the cores"
+            )
             p95 = {}
             for rate in args.rates:
                 for name, url in targets.items():
                     f = hey(url, single, args.seconds, rate, workers=max(10, rate // 50))
                     p95[name, rate] = f["p95"]
-                    print(f"{name:22s} at {rate:5,d} req/s: achieved {f['rps']:8,.1f} req/s  p50 {f['p50']:6.2f} ms  "
-                          f"p95 {f['p95']:6.2f} ms  p99 {f['p99']:6.2f} ms")
-                print(f"  p95 predict / noop raw ASGI at {rate:,} req/s: "
-                      f"{p95['predict (one record)', rate] / p95['noop raw ASGI', rate]:.2f}x")
+                    print(
+                        f"{name:22s} at {rate:5,d} req/s: achieved {f['rps']:8,.1f} req/s  "
+                        f"p50 {f['p50']:6.2f} ms  "
+                        f"p95 {f['p95']:6.2f} ms  p99 {f['p99']:6.2f} ms"
+                    )
+                print(
+                    f"  p95 predict / noop raw ASGI at {rate:,} req/s: "
+                    f"{p95['predict (one record)', rate] / p95['noop raw ASGI', rate]:.2f}x"
+                )
             f = hey(f"http://127.0.0.1:{serve_port}/predict", batch, args.seconds, None, workers=2)
             per_s = f["rps"] * args.batch
-            print(f"predict (batches of {args.batch}) unthrottled: {f['rps']:,.1f} req/s = {per_s:,.0f} predictions/s  "
-                  f"p50 {f['p50']:.1f} ms  p95 {f['p95']:.1f} ms")
+            print(
+                f"predict (batches of {args.batch}) unthrottled: {f['rps']:,.1f} req/s = "
+                f"{per_s:,.0f} predictions/s  "
+                f"p50 {f['p50']:.1f} ms  p95 {f['p95']:.1f} ms"
+            )
             top = max(args.rates)
             ok_latency = p95["predict (one record)", top] < 10
-            print(f"target p95 < 10 ms at {top:,} req/s: {'met' if ok_latency else 'MISSED'} "
-                  f"({p95['predict (one record)', top]:.2f} ms)")
-            print(f"target >= 10,000 predictions/s batched: {'met' if per_s >= 10_000 else 'MISSED'} ({per_s:,.0f}/s)")
+            print(
+                f"target p95 < 10 ms at {top:,} req/s: {'met' if ok_latency else 'MISSED'} "
+                f"({p95['predict (one record)', top]:.2f} ms)"
+            )
+            print(
+                "target >= 10,000 predictions/s batched: "
+                f"{'met' if per_s >= 10_000 else 'MISSED'} ({per_s:,.0f}/s)"
+            )
         finally:
             for proc in servers:
                 proc.terminate()

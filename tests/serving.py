@@ -23,11 +23,15 @@ TOKEN = "test-token-123"
 
 def config(n: int = N) -> dict:
     return {
-        "name": "export", "seed": 5,
+        "name": "export",
+        "seed": 5,
         "source": {"kind": "synthetic", "generator": "agrawal", "n": n},
         "learners": [
-            {"name": "lr", "model": "river.linear_model.LogisticRegression",
-             "preprocessing": ["river.preprocessing.StandardScaler"]},
+            {
+                "name": "lr",
+                "model": "river.linear_model.LogisticRegression",
+                "preprocessing": ["river.preprocessing.StandardScaler"],
+            },
             {"name": "tree", "model": "river.tree.HoeffdingTreeClassifier"},
         ],
         "metrics": ["accuracy", "log_loss"],
@@ -48,8 +52,10 @@ def run_with_mid_checkpoint(db: Path, scratch: Path) -> str:
     store.sql("UPDATE steps SET model_version = 1 WHERE run_id = ? AND seq >= ?", [run.id, AT])
     for learner in ("lr", "tree"):
         cp = Store(scratch).checkpoint_state(prefix.id, learner)
-        store.sql("INSERT INTO checkpoints VALUES (?, ?, 1, ?, now(), 'scheduled', ?, ?, ?)",
-                  [run.id, learner, AT, json.dumps(cp["metrics"]), cp["sha256"], cp["state"]])
+        store.sql(
+            "INSERT INTO checkpoints VALUES (?, ?, 1, ?, now(), 'scheduled', ?, ?, ?)",
+            [run.id, learner, AT, json.dumps(cp["metrics"]), cp["sha256"], cp["state"]],
+        )
     return run.id
 
 
@@ -69,10 +75,21 @@ class Server:
     def __init__(self, bundle: Path, *args: str, token: str | None = TOKEN):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "workbench.cli", "serve", str(bundle), "--port", str(self.port), *args]
+        command = [
+            sys.executable,
+            "-m",
+            "workbench.cli",
+            "serve",
+            str(bundle),
+            "--port",
+            str(self.port),
+            *args,
+        ]
         if token:
             command += ["--token", token]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
@@ -104,17 +121,28 @@ class Server:
         self.proc.stdout.close()
 
 
-def call(url: str, body=None, token: str | None = None, raw: bytes | None = None,
-         method: str | None = None) -> tuple[int, object]:
+def call(
+    url: str,
+    body=None,
+    token: str | None = None,
+    raw: bytes | None = None,
+    method: str | None = None,
+) -> tuple[int, object]:
     """(status, parsed JSON or text) of one request; 4xx answers are returned, not raised."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"))
+    request = urllib.request.Request(
+        url, data=data, method=method or ("POST" if data is not None else "GET")
+    )
     request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            status, text, kind = response.status, response.read().decode(), response.headers["content-type"]
+            status, text, kind = (
+                response.status,
+                response.read().decode(),
+                response.headers["content-type"],
+            )
     except urllib.error.HTTPError as exc:
         status, text, kind = exc.code, exc.read().decode(), exc.headers["content-type"]
     return status, json.loads(text) if kind.startswith("application/json") else text

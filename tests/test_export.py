@@ -32,18 +32,39 @@ def test_bundle_holds_config_state_settings_and_a_manifest(run_id, tmp_path):
     out = wb.export(rid, "lr", tmp_path / "b", db=db)
     names = {p.name for p in out.iterdir()}
     assert names == {"config.yaml", "model.pkl", "settings.yaml", "manifest.json", "SHA256SUMS"}
-    sums = dict(reversed(line.split("  ")) for line in (out / "SHA256SUMS").read_text().splitlines())
+    sums = dict(
+        reversed(line.split("  ")) for line in (out / "SHA256SUMS").read_text().splitlines()
+    )
     for name in names - {"SHA256SUMS"}:
         assert sums[name] == hashlib.sha256((out / name).read_bytes()).hexdigest()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["version"] == 2 and manifest["seq"] == N and manifest["checkpoint_reason"] == "final"
+    assert (
+        manifest["version"] == 2
+        and manifest["seq"] == N
+        and manifest["checkpoint_reason"] == "final"
+    )
     assert set(manifest["versions"]) == {"python", "river", "scikit-learn", "workbench"}
     features = {f["name"]: f["type"] for f in manifest["schema"]["features"]}
-    assert features == {name: "number" for name in (
-        "salary", "commission", "age", "elevel", "car", "zipcode", "hvalue", "hyears", "loan")}
+    assert features == {
+        name: "number"
+        for name in (
+            "salary",
+            "commission",
+            "age",
+            "elevel",
+            "car",
+            "zipcode",
+            "hvalue",
+            "hyears",
+            "loan",
+        )
+    }
     assert manifest["metrics"] == wb.connect(db).checkpoint_state(rid, "lr")["metrics"]
     assert 0.5 < manifest["metrics"]["accuracy"] <= 1
-    assert yaml.safe_load((out / "settings.yaml").read_text())["drift"]["detector"] == "river.drift.ADWIN"
+    assert (
+        yaml.safe_load((out / "settings.yaml").read_text())["drift"]["detector"]
+        == "river.drift.ADWIN"
+    )
     # The config is re-runnable and holds only this learner.
     config = load_config(out / "config.yaml")
     assert [lr.name for lr in config.learners] == ["lr"]
@@ -54,8 +75,15 @@ def test_bundle_holds_config_state_settings_and_a_manifest(run_id, tmp_path):
 def test_export_a_chosen_version_and_refuse_a_missing_one(run_id, tmp_path):
     db, rid = run_id
     bundle = load(wb.export(rid, "tree", tmp_path / "b", db=db, version=1))
-    assert (bundle.version, bundle.manifest["seq"], bundle.manifest["checkpoint_reason"]) == (1, AT, "scheduled")
-    with pytest.raises(wb.WorkbenchError, match=r"no checkpoint of learner 'tree' version 7; checkpoints: lr v1, lr v2"):
+    assert (bundle.version, bundle.manifest["seq"], bundle.manifest["checkpoint_reason"]) == (
+        1,
+        AT,
+        "scheduled",
+    )
+    with pytest.raises(
+        wb.WorkbenchError,
+        match=r"no checkpoint of learner 'tree' version 7; checkpoints: lr v1, lr v2",
+    ):
         wb.export(rid, "tree", tmp_path / "c", db=db, version=7)
 
 
@@ -74,17 +102,24 @@ def test_a_tampered_bundle_is_refused_before_unpickling(run_id, tmp_path):
     out = wb.export(rid, "lr", tmp_path / "b", db=db)
     marker = tmp_path / "unpickled"
     (out / "model.pkl").write_bytes(pickle.dumps(Trap(marker)))
-    with pytest.raises(BundleError, match=r"model.pkl does not match its SHA-256 in SHA256SUMS .*refusing"):
+    with pytest.raises(
+        BundleError, match=r"model.pkl does not match its SHA-256 in SHA256SUMS .*refusing"
+    ):
         load(out)
     assert not marker.exists()
-    result = subprocess.run([WORKBENCH, "verify-bundle", str(out), "--run", rid, "--db", str(db)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [WORKBENCH, "verify-bundle", str(out), "--run", rid, "--db", str(db)],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "model.pkl does not match its SHA-256" in result.stderr
     # Re-hashing the model in SHA256SUMS alone does not help: the manifest disagrees.
     sums = (out / "SHA256SUMS").read_text().splitlines()
     digest = hashlib.sha256((out / "model.pkl").read_bytes()).hexdigest()
-    (out / "SHA256SUMS").write_text("\n".join(
-        f"{digest}  model.pkl" if line.endswith("  model.pkl") else line for line in sums) + "\n")
+    (out / "SHA256SUMS").write_text(
+        "\n".join(f"{digest}  model.pkl" if line.endswith("  model.pkl") else line for line in sums)
+        + "\n"
+    )
     with pytest.raises(BundleError, match="manifest.json and SHA256SUMS disagree"):
         load(out)
     assert not marker.exists()
@@ -97,19 +132,31 @@ def test_a_bundle_from_another_river_version_is_refused(run_id, tmp_path):
     manifest["versions"]["river"] = "0.19.0"
     data = json.dumps(manifest).encode()
     (out / "manifest.json").write_bytes(data)
-    sums = [line if not line.endswith("  manifest.json") else f"{hashlib.sha256(data).hexdigest()}  manifest.json"
-            for line in (out / "SHA256SUMS").read_text().splitlines()]
+    sums = [
+        line
+        if not line.endswith("  manifest.json")
+        else f"{hashlib.sha256(data).hexdigest()}  manifest.json"
+        for line in (out / "SHA256SUMS").read_text().splitlines()
+    ]
     (out / "SHA256SUMS").write_text("\n".join(sums) + "\n")
-    with pytest.raises(BundleError, match=r"made with River 0.19.0, this environment has River .*install river==0.19.0"):
+    with pytest.raises(
+        BundleError,
+        match=r"made with River 0.19.0, this environment has River .*install river==0.19.0",
+    ):
         load(out)
 
 
 def test_verify_bundle_final_checkpoint(run_id, tmp_path):
     db, rid = run_id
     out = wb.export(rid, "lr", tmp_path / "b", db=db)
-    result = subprocess.run([WORKBENCH, "verify-bundle", str(out), "--run", rid], capture_output=True, text=True)
+    result = subprocess.run(
+        [WORKBENCH, "verify-bundle", str(out), "--run", rid], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
-    assert f"OK  bundle lr v2 against run {rid}: {N:,} logged predictions compared (0 made by the bundle's model)" in result.stdout
+    assert (
+        f"OK  bundle lr v2 against run {rid}: {N:,} logged predictions compared "
+        "(0 made by the bundle's model)" in result.stdout
+    )
     assert f"model state checked on {N:,} events: all identical" in result.stdout
 
 
@@ -125,11 +172,19 @@ def test_verify_bundle_catches_a_model_that_predicts_differently(run_id, tmp_pat
     """The lr state at AT exported as if it had been taken 100 events later: parity must fail."""
     db, rid = run_id
     store = wb.connect(db)
-    store.sql("UPDATE checkpoints SET seq = seq + 100 WHERE run_id = ? AND learner = 'lr' AND version = 1", [rid])
+    store.sql(
+        "UPDATE checkpoints SET seq = seq + 100 WHERE run_id = ? AND learner = 'lr' "
+        "AND version = 1",
+        [rid],
+    )
     try:
         result = verify(wb.export(rid, "lr", tmp_path / "b", db=db, version=1), rid, db=db)
     finally:
-        store.sql("UPDATE checkpoints SET seq = seq - 100 WHERE run_id = ? AND learner = 'lr' AND version = 1", [rid])
+        store.sql(
+            "UPDATE checkpoints SET seq = seq - 100 WHERE run_id = ? AND learner = 'lr' "
+            "AND version = 1",
+            [rid],
+        )
     assert not result.ok and result.n_mismatches > 0
     assert str(result).startswith("FAILED") and "seq " in str(result)
 

@@ -60,15 +60,34 @@ def _x():
     return dict(events(5)[0].x)
 
 
-@pytest.mark.parametrize("body, field, message", [
-    ({"features": {k: v for k, v in _x().items() if k != "age"}}, ["body", "features", "age"], "missing feature"),
-    ({"features": {**_x(), "colour": 1}}, ["body", "features", "colour"], "extra feature"),
-    ({"features": {**_x(), "salary": "high"}}, ["body", "features", "salary"], 'expected a number, got "high"'),
-    ({"features": {**_x(), "car": True}}, ["body", "features", "car"], "expected a number, got true"),
-    ({"instances": [_x(), {**_x(), "loan": None}]}, ["body", "instances", 1, "loan"], "missing feature"),
-    ({"instances": []}, ["body", "instances"], "expected a non-empty list"),
-    ({"record": _x()}, ["body", "record"], "unknown field"),
-])
+@pytest.mark.parametrize(
+    "body, field, message",
+    [
+        (
+            {"features": {k: v for k, v in _x().items() if k != "age"}},
+            ["body", "features", "age"],
+            "missing feature",
+        ),
+        ({"features": {**_x(), "colour": 1}}, ["body", "features", "colour"], "extra feature"),
+        (
+            {"features": {**_x(), "salary": "high"}},
+            ["body", "features", "salary"],
+            'expected a number, got "high"',
+        ),
+        (
+            {"features": {**_x(), "car": True}},
+            ["body", "features", "car"],
+            "expected a number, got true",
+        ),
+        (
+            {"instances": [_x(), {**_x(), "loan": None}]},
+            ["body", "instances", 1, "loan"],
+            "missing feature",
+        ),
+        ({"instances": []}, ["body", "instances"], "expected a non-empty list"),
+        ({"record": _x()}, ["body", "record"], "unknown field"),
+    ],
+)
 def test_a_bad_request_gets_a_422_naming_the_field(server, body, field, message):
     status, answer = call(server.url + "/predict", body)
     assert status == 422
@@ -77,7 +96,9 @@ def test_a_bad_request_gets_a_422_naming_the_field(server, body, field, message)
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_numbers_are_refused_by_name(server, literal):
-    raw = json.dumps({"features": _x()}).replace('"hvalue": ', f'"hvalue": {literal}, "x": ').encode()
+    raw = (
+        json.dumps({"features": _x()}).replace('"hvalue": ', f'"hvalue": {literal}, "x": ').encode()
+    )
     raw = raw.replace(b', "x": ', b', "ignored": ').split(b', "ignored": ')[0] + b"}}"
     status, answer = call(server.url + "/predict", raw=raw)
     assert status == 422
@@ -97,7 +118,10 @@ def test_invalid_json_and_oversized_bodies_are_refused(server):
         conn.endheaders()
         response = conn.getresponse()
         assert response.status == 413
-        assert "body of 5,242,880 bytes is over the limit of 1,048,576" in json.loads(response.read())["detail"]
+        assert (
+            "body of 5,242,880 bytes is over the limit of 1,048,576"
+            in json.loads(response.read())["detail"]
+        )
     finally:
         conn.close()
 
@@ -117,9 +141,13 @@ def test_learn_and_rollback_need_the_token(server):
 def test_docs_and_openapi_describe_the_bodies(server):
     status, spec = call(server.url + "/openapi.json")
     assert status == 200
-    predict = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    predict = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]
     assert set(predict["oneOf"][0]["properties"]["features"]["properties"]) == set(_x())
-    assert {"/learn", "/rollback", "/health", "/version", "/versions", "/metrics"} <= set(spec["paths"])
+    assert {"/learn", "/rollback", "/health", "/version", "/versions", "/metrics"} <= set(
+        spec["paths"]
+    )
     status, html = call(server.url + "/docs")
     assert status == 200 and "swagger" in html.lower()
 
@@ -130,12 +158,20 @@ def test_rollback_serves_an_earlier_version_again(exported, tmp_path):
     try:
         stream = events()
         for ev in stream[:12]:
-            assert call(server.url + "/learn", {"features": ev.x, "label": ev.y}, token=TOKEN)[0] == 200
+            assert (
+                call(server.url + "/learn", {"features": ev.x, "label": ev.y}, token=TOKEN)[0]
+                == 200
+            )
         versions = call(server.url + "/versions")[1]
         assert [(v["version"], v["reason"], v["n_updates"]) for v in versions["versions"]] == [
-            (1, "bundle", 0), (2, "scheduled", 5), (3, "scheduled", 10)]
+            (1, "bundle", 0),
+            (2, "scheduled", 5),
+            (3, "scheduled", 10),
+        ]
         x = stream[500].x
-        assert call(server.url + "/predict", {"features": x})[1]["proba"] != bundle.model.predict_proba_one(x)
+        assert call(server.url + "/predict", {"features": x})[1][
+            "proba"
+        ] != bundle.model.predict_proba_one(x)
         status, answer = call(server.url + "/rollback", {"version": 1}, token=TOKEN)
         assert status == 200 and answer == {"version": 4, "restored": 1, "previous": 3}
         served = call(server.url + "/predict", {"features": x})[1]
@@ -145,7 +181,9 @@ def test_rollback_serves_an_earlier_version_again(exported, tmp_path):
         status, answer = call(server.url + "/rollback", {"version": 99}, token=TOKEN)
         assert status == 404 and "no version 99" in answer["detail"]
         status, answer = call(server.url + "/rollback", None, token=TOKEN, method="POST")
-        assert status == 200 and answer["restored"] == 3  # default: the version before the current one
+        assert (
+            status == 200 and answer["restored"] == 3
+        )  # default: the version before the current one
     finally:
         server.stop()
 
@@ -161,7 +199,9 @@ def test_concurrent_learning_loses_no_update_and_drift_shows_in_metrics(exported
         pairs = [(ev.x, ev.y) for ev in stream[:200]] + [(ev.x, 1 - ev.y) for ev in stream[200:600]]
 
         def learn(pair):
-            return call(server.url + "/learn", {"features": pair[0], "label": pair[1]}, token=TOKEN)[0]
+            return call(
+                server.url + "/learn", {"features": pair[0], "label": pair[1]}, token=TOKEN
+            )[0]
 
         with ThreadPoolExecutor(8) as pool:
             assert set(pool.map(learn, pairs[:200])) == {200}
@@ -169,16 +209,21 @@ def test_concurrent_learning_loses_no_update_and_drift_shows_in_metrics(exported
         assert health["n_updates"] == 200 and health["version"] == 1 + 200 // 50
         rest = pairs[200:]
         for i in range(0, len(rest), 100):  # batches go through the same path
-            chunk = rest[i:i + 100]
+            chunk = rest[i : i + 100]
             body = {"instances": [x for x, _ in chunk], "labels": [y for _, y in chunk]}
             assert call(server.url + "/learn", body, token=TOKEN)[0] == 200
         status, text = call(server.url + "/metrics")
         assert status == 200
-        series = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-                  for line in text.splitlines() if line and not line.startswith("#")}
+        series = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line and not line.startswith("#")
+        }
         assert series["workbench_updates_total"] == 600
         assert series['workbench_requests_total{endpoint="learn",status="200"}'] == 204
-        assert series['workbench_drift_events_total{detector="river.drift.ADWIN",kind="drift"}'] >= 1
+        assert (
+            series['workbench_drift_events_total{detector="river.drift.ADWIN",kind="drift"}'] >= 1
+        )
         assert series['workbench_request_latency_seconds_count{endpoint="learn"}'] == 204
         assert 'workbench_request_latency_seconds_bucket{endpoint="learn",le="0.01"}' in series
         # 4 checkpoints over the 200 single labels, then one after each batch of 100
@@ -212,4 +257,7 @@ def test_kill_9_then_restart_resumes_from_the_last_checkpoint(exported, tmp_path
         assert all(math.isfinite(p) for p in served.values())
     finally:
         printed = server.stop()
-    assert "resumed from checkpoint v3 (20 updates); lost 5 updates applied after the last checkpoint" in printed
+    assert (
+        "resumed from checkpoint v3 (20 updates); lost 5 updates applied after the last checkpoint"
+        in printed
+    )

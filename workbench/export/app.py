@@ -19,7 +19,14 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from workbench import __version__
 from workbench.export.service import Refusal, Service, invalid
@@ -37,47 +44,83 @@ class Metrics:
 
     def __init__(self, service: Service):
         self.registry = r = CollectorRegistry()
-        self.requests = Counter("workbench_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=r)
-        self.latency = Histogram("workbench_request_latency_seconds", "Time to answer a request, by endpoint",
-                                 ["endpoint"], buckets=_BUCKETS, registry=r)
+        self.requests = Counter(
+            "workbench_requests",
+            "HTTP requests by endpoint and status",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "workbench_request_latency_seconds",
+            "Time to answer a request, by endpoint",
+            ["endpoint"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
         self.predictions = Counter("workbench_predictions", "Predictions made", registry=r)
         self.updates = Counter("workbench_updates", "Updates learned from feedback", registry=r)
-        self.drift = Counter("workbench_drift_events", "Drift detector alarms", ["detector", "kind"], registry=r)
-        self.checkpoints = Counter("workbench_checkpoints", "Checkpoints written, by reason", ["reason"], registry=r)
-        Gauge("workbench_model_version", "Version of the model answering", registry=r).set_function(lambda: service.version)
-        Gauge("workbench_lost_updates", "Updates lost at the last restart (applied after the last checkpoint)",
-              registry=r).set_function(lambda: service.lost_updates)
+        self.drift = Counter(
+            "workbench_drift_events", "Drift detector alarms", ["detector", "kind"], registry=r
+        )
+        self.checkpoints = Counter(
+            "workbench_checkpoints", "Checkpoints written, by reason", ["reason"], registry=r
+        )
+        Gauge("workbench_model_version", "Version of the model answering", registry=r).set_function(
+            lambda: service.version
+        )
+        Gauge(
+            "workbench_lost_updates",
+            "Updates lost at the last restart (applied after the last checkpoint)",
+            registry=r,
+        ).set_function(lambda: service.lost_updates)
 
 
-def create_app(service: Service, token: str | None = None, protect_predict: bool = False,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(
+    service: Service,
+    token: str | None = None,
+    protect_predict: bool = False,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
     """The app serving ``service``; ``token`` (default: $WORKBENCH_TOKEN) guards learn and
     rollback, and predict too with ``protect_predict``."""
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
     m = service.bundle.manifest
-    app = FastAPI(title=f"workbench: {m['learner']} of run {m['run_id']}", version=__version__,
-                  description=f"{m['model']} exported from run {m['run_id']} ({m['run_name']}), version {m['version']}. "
-                              "Send `Authorization: Bearer <token>` to /learn and /rollback.")
+    app = FastAPI(
+        title=f"workbench: {m['learner']} of run {m['run_id']}",
+        version=__version__,
+        description=f"{m['model']} exported from run {m['run_id']} ({m['run_name']}), "
+        f"version {m['version']}. Send `Authorization: Bearer <token>` to /learn and /rollback.",
+    )
     metrics = Metrics(service)
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-checkpoint")  # in order
+    writer = ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="workbench-checkpoint"
+    )  # in order
     app.state.service, app.state.metrics = service, metrics
     app.router.on_shutdown.append(lambda: writer.shutdown(wait=True))
 
     def authorize(request: Request) -> None:
         if token is None:
-            raise Refusal(403, "this endpoint needs a token, and the service was started without one: "
-                               f"start it with --token or ${TOKEN_ENV}")
+            raise Refusal(
+                403,
+                "this endpoint needs a token, and the service was started without one: "
+                f"start it with --token or ${TOKEN_ENV}",
+            )
         sent = request.headers.get("authorization", "")
         if not sent.startswith("Bearer "):
-            raise Refusal(401, "missing token: send the header 'Authorization: Bearer <token>'",
-                          {"WWW-Authenticate": "Bearer"})
+            raise Refusal(
+                401,
+                "missing token: send the header 'Authorization: Bearer <token>'",
+                {"WWW-Authenticate": "Bearer"},
+            )
         if not hmac.compare_digest(sent[7:].encode(), token.encode()):
             raise Refusal(403, "wrong token")
 
     async def body_of(request: Request) -> dict:
         length = request.headers.get("content-length")
         if length is not None and int(length) > max_body_bytes:
-            raise Refusal(413, f"body of {int(length):,} bytes is over the limit of {max_body_bytes:,}")
+            raise Refusal(
+                413, f"body of {int(length):,} bytes is over the limit of {max_body_bytes:,}"
+            )
         if length is not None:
             raw = await request.body()
         else:
@@ -94,7 +137,9 @@ def create_app(service: Service, token: str | None = None, protect_predict: bool
             try:  # the stdlib reads NaN and Infinity, so the schema can name the field holding one
                 data = json.loads(raw)
             except ValueError as exc:
-                raise Refusal(422, [invalid(["body"], f"invalid JSON: {exc}", "json_invalid")]) from None
+                raise Refusal(
+                    422, [invalid(["body"], f"invalid JSON: {exc}", "json_invalid")]
+                ) from None
         if type(data) is not dict:
             raise Refusal(422, [invalid(["body"], "expected a JSON object", "dict_type")])
         return data
@@ -115,11 +160,14 @@ def create_app(service: Service, token: str | None = None, protect_predict: bool
             except Refusal as exc:
                 metrics.requests.labels(name, str(exc.status)).inc()
                 latency.observe(perf_counter() - started)
-                return Response(orjson.dumps({"detail": exc.detail}), exc.status, exc.headers, _JSON)
+                return Response(
+                    orjson.dumps({"detail": exc.detail}), exc.status, exc.headers, _JSON
+                )
             content = answer if type(answer) is bytes else orjson.dumps(answer, option=_ORJSON)
             ok.inc()
             latency.observe(perf_counter() - started)
             return Response(content, 200, None, _JSON)
+
         handler.__name__ = name
         return handler
 
@@ -145,8 +193,12 @@ def create_app(service: Service, token: str | None = None, protect_predict: bool
         return answer
 
     async def health(request: Request) -> dict:
-        return {"status": "ok", "version": service.version, "n_updates": service.n_updates,
-                "lost_updates": service.lost_updates}
+        return {
+            "status": "ok",
+            "version": service.version,
+            "n_updates": service.n_updates,
+            "lost_updates": service.lost_updates,
+        }
 
     async def version(request: Request) -> dict:
         return service.info()
@@ -158,53 +210,112 @@ def create_app(service: Service, token: str | None = None, protect_predict: bool
         return generate_latest(metrics.registry)
 
     bodies = _openapi_bodies(service)
-    routes = [("/predict", "POST", predict, protect_predict, "Predict one record or a batch"),
-              ("/learn", "POST", learn, True, "Learn from labelled feedback (needs the token)"),
-              ("/rollback", "POST", rollback, True, "Serve an earlier version again (needs the token)"),
-              ("/health", "GET", health, False, "Liveness, current version, updates lost at start"),
-              ("/version", "GET", version, False, "The model served and where it came from"),
-              ("/versions", "GET", versions, False, "Every version: the bundle's and each checkpoint")]
+    routes = [
+        ("/predict", "POST", predict, protect_predict, "Predict one record or a batch"),
+        ("/learn", "POST", learn, True, "Learn from labelled feedback (needs the token)"),
+        ("/rollback", "POST", rollback, True, "Serve an earlier version again (needs the token)"),
+        ("/health", "GET", health, False, "Liveness, current version, updates lost at start"),
+        ("/version", "GET", version, False, "The model served and where it came from"),
+        ("/versions", "GET", versions, False, "Every version: the bundle's and each checkpoint"),
+    ]
     for path, method, work, guarded, summary in routes:
-        app.add_api_route(path, endpoint(path.strip("/"), work, guarded), methods=[method], summary=summary,
-                          openapi_extra=bodies.get(path), response_class=Response)
+        app.add_api_route(
+            path,
+            endpoint(path.strip("/"), work, guarded),
+            methods=[method],
+            summary=summary,
+            openapi_extra=bodies.get(path),
+            response_class=Response,
+        )
     metrics_route = endpoint("metrics", prometheus, False)
 
     async def metrics_text(request: Request) -> Response:
         response = await metrics_route(request)
         response.headers["content-type"] = CONTENT_TYPE_LATEST
         return response
-    app.add_api_route("/metrics", metrics_text, methods=["GET"], summary="Prometheus metrics",
-                      response_class=Response)
+
+    app.add_api_route(
+        "/metrics",
+        metrics_text,
+        methods=["GET"],
+        summary="Prometheus metrics",
+        response_class=Response,
+    )
     return app
 
 
 def _openapi_bodies(service: Service) -> dict[str, dict]:
     """Request bodies in OpenAPI, written from the bundle's schema (the routes parse by hand)."""
-    kinds = {"number": {"type": "number"}, "string": {"type": "string"}, "boolean": {"type": "boolean"}}
+    kinds = {
+        "number": {"type": "number"},
+        "string": {"type": "string"},
+        "boolean": {"type": "boolean"},
+    }
     props = {f["name"]: kinds.get(f["type"], {}) for f in service.bundle.features}
     required = [f["name"] for f in service.bundle.features if not f["nullable"]]
-    features = {"type": "object", "properties": props, "required": required, "additionalProperties": False}
+    features = {
+        "type": "object",
+        "properties": props,
+        "required": required,
+        "additionalProperties": False,
+    }
     label = kinds.get(service.bundle.target["type"], {})
 
     def body(*options: dict) -> dict:
-        return {"requestBody": {"required": True, "content": {_JSON: {"schema": {"oneOf": list(options)}}}}}
+        return {
+            "requestBody": {
+                "required": True,
+                "content": {_JSON: {"schema": {"oneOf": list(options)}}},
+            }
+        }
+
     return {
-        "/predict": body({"type": "object", "properties": {"features": features}, "required": ["features"]},
-                         {"type": "object", "properties": {"instances": {"type": "array", "items": features}},
-                          "required": ["instances"]}),
-        "/learn": body({"type": "object", "properties": {"features": features, "label": label},
-                        "required": ["features", "label"]},
-                       {"type": "object", "properties": {"instances": {"type": "array", "items": features},
-                                                         "labels": {"type": "array", "items": label}},
-                        "required": ["instances", "labels"]}),
-        "/rollback": {"requestBody": {"required": False, "content": {_JSON: {"schema": {
-            "type": "object", "properties": {"version": {"type": "integer"}}}}}}},
+        "/predict": body(
+            {"type": "object", "properties": {"features": features}, "required": ["features"]},
+            {
+                "type": "object",
+                "properties": {"instances": {"type": "array", "items": features}},
+                "required": ["instances"],
+            },
+        ),
+        "/learn": body(
+            {
+                "type": "object",
+                "properties": {"features": features, "label": label},
+                "required": ["features", "label"],
+            },
+            {
+                "type": "object",
+                "properties": {
+                    "instances": {"type": "array", "items": features},
+                    "labels": {"type": "array", "items": label},
+                },
+                "required": ["instances", "labels"],
+            },
+        ),
+        "/rollback": {
+            "requestBody": {
+                "required": False,
+                "content": {
+                    _JSON: {
+                        "schema": {"type": "object", "properties": {"version": {"type": "integer"}}}
+                    }
+                },
+            }
+        },
     }
 
 
-def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
-          state_dir: str | Path | None = None, checkpoint_every: int = 1000,
-          max_body_bytes: int = MAX_BODY_BYTES, protect_predict: bool = False) -> None:
+def serve(
+    bundle: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    token: str | None = None,
+    state_dir: str | Path | None = None,
+    checkpoint_every: int = 1000,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    protect_predict: bool = False,
+) -> None:
     """Serve ``bundle`` until interrupted (one process: the model's state lives in it)."""
     import uvicorn
 
@@ -212,10 +323,21 @@ def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, token: 
     app = create_app(service, token, protect_predict, max_body_bytes)
     m = service.bundle.manifest
     print(f"workbench serve: {service.message}", flush=True)
-    print(f"workbench serve: {m['learner']} ({m['model']}) of run {m['run_id']} on http://{host}:{port} "
-          f"(docs: /docs)", flush=True)
+    print(
+        f"workbench serve: {m['learner']} ({m['model']}) of run {m['run_id']} "
+        f"on http://{host}:{port} "
+        f"(docs: /docs)",
+        flush=True,
+    )
     try:
-        uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", access_log=False,
-                    log_level="warning")
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_level="warning",
+        )
     finally:
         service.close()

@@ -31,7 +31,13 @@ from workbench.errors import WorkbenchError
 from workbench.store import DEFAULT_DB, Store
 
 FORMAT = 1
-MODEL, CONFIG, SETTINGS, MANIFEST, SUMS = "model.pkl", "config.yaml", "settings.yaml", "manifest.json", "SHA256SUMS"
+MODEL, CONFIG, SETTINGS, MANIFEST, SUMS = (
+    "model.pkl",
+    "config.yaml",
+    "settings.yaml",
+    "manifest.json",
+    "SHA256SUMS",
+)
 #: the detector a service runs when the run's config has no ``drift`` key
 DEFAULT_DRIFT = {"detector": "river.drift.ADWIN", "params": {}, "on": "error", "action": "none"}
 
@@ -46,13 +52,19 @@ def _sha256(data: bytes) -> str:
 
 def versions() -> dict[str, str | None]:
     """The versions a bundle records and a loader compares."""
+
     def installed(name: str) -> str | None:
         try:
             return package_version(name)
         except PackageNotFoundError:
             return None
-    return {"python": platform.python_version(), "river": installed("river"),
-            "scikit-learn": installed("scikit-learn"), "workbench": __version__}
+
+    return {
+        "python": platform.python_version(),
+        "river": installed("river"),
+        "scikit-learn": installed("scikit-learn"),
+        "workbench": __version__,
+    }
 
 
 @dataclass
@@ -86,8 +98,13 @@ class Bundle:
         return self.manifest["schema"]["target"]
 
 
-def export(run: Any, learner: str, out: str | Path, db: str | Path | None = None,
-           version: int | None = None) -> Path:
+def export(
+    run: Any,
+    learner: str,
+    out: str | Path,
+    db: str | Path | None = None,
+    version: int | None = None,
+) -> Path:
     """Write ``learner`` of ``run`` (a Run or a run id) at checkpoint ``version`` (default: the
     latest) as a bundle in ``out``; returns the bundle's path."""
     store = run.store if hasattr(run, "store") and db is None else Store(db or DEFAULT_DB)
@@ -96,33 +113,50 @@ def export(run: Any, learner: str, out: str | Path, db: str | Path | None = None
     cp = store.checkpoint_state(run_id, learner, version)
     schema = store.feature_schema(run_id).to_dict("records")
     if not schema:
-        raise BundleError(f"run {run_id!r} has no recorded feature schema (it was replayed by an older "
-                          "workbench): replay it again to export it")
+        raise BundleError(
+            f"run {run_id!r} has no recorded feature schema (it was replayed by an older "
+            "workbench): replay it again to export it"
+        )
     config = _learner_config(info["config"], learner)
-    settings = {"drift": info["config"].get("drift") or DEFAULT_DRIFT,
-                "drift_from": "run" if info["config"].get("drift") else "default",
-                "guard": info["config"].get("guard")}
+    settings = {
+        "drift": info["config"].get("drift") or DEFAULT_DRIFT,
+        "drift_from": "run" if info["config"].get("drift") else "default",
+        "guard": info["config"].get("guard"),
+    }
     files = {
         CONFIG: yaml.safe_dump(config, sort_keys=False).encode(),
         MODEL: cp["state"],
         SETTINGS: yaml.safe_dump(settings, sort_keys=False).encode(),
     }
     if _sha256(cp["state"]) != cp["sha256"]:
-        raise BundleError(f"checkpoint {learner} v{cp['version']} of run {run_id} does not match its SHA-256 in {store.path}")
+        raise BundleError(
+            f"checkpoint {learner} v{cp['version']} of run {run_id} does not match its SHA-256 "
+            f"in {store.path}"
+        )
     learner_row = store.learners(run_id).query("learner == @learner")
     manifest = {
         "format": FORMAT,
         "created_at": datetime.now(timezone.utc).isoformat(),
-        "run_id": run_id, "run_name": info["name"], "db": str(Path(store.path).resolve()),
+        "run_id": run_id,
+        "run_name": info["name"],
+        "db": str(Path(store.path).resolve()),
         "learner": learner,
         "model": next(lr["model"] for lr in config["learners"]),
         "kind": learner_row.kind.iloc[0] if not learner_row.empty else "online",
         "task": info["task"],
-        "version": int(cp["version"]), "seq": int(cp["seq"]), "checkpoint_reason": cp["reason"],
+        "version": int(cp["version"]),
+        "seq": int(cp["seq"]),
+        "checkpoint_reason": cp["reason"],
         "versions": versions(),
         "schema": {
-            "features": [{k: f[k] for k in ("name", "type", "nullable")} for f in schema if f["role"] == "feature"],
-            "target": next({k: f[k] for k in ("type", "nullable")} for f in schema if f["role"] == "target"),
+            "features": [
+                {k: f[k] for k in ("name", "type", "nullable")}
+                for f in schema
+                if f["role"] == "feature"
+            ],
+            "target": next(
+                {k: f[k] for k in ("type", "nullable")} for f in schema if f["role"] == "target"
+            ),
         },
         "metrics": cp["metrics"],
         "files": {name: _sha256(data) for name, data in files.items()},
@@ -152,14 +186,18 @@ def read_verified(path: str | Path) -> dict[str, bytes]:
     """
     path = Path(path)
     if not (path / SUMS).is_file():
-        raise BundleError(f"{path} is not a bundle: it has no {SUMS} (make one with `workbench export`)")
+        raise BundleError(
+            f"{path} is not a bundle: it has no {SUMS} (make one with `workbench export`)"
+        )
     expected: dict[str, str] = {}
     for line in (path / SUMS).read_text().splitlines():
         digest, _, name = line.partition("  ")
         expected[name] = digest
     missing = {MODEL, CONFIG, SETTINGS, MANIFEST} - set(expected)
     if missing:
-        raise BundleError(f"{path / SUMS} does not list {', '.join(sorted(missing))}: refusing the bundle")
+        raise BundleError(
+            f"{path / SUMS} does not list {', '.join(sorted(missing))}: refusing the bundle"
+        )
     data = {}
     for name, digest in expected.items():
         if "/" in name or name.startswith("."):
@@ -171,11 +209,15 @@ def read_verified(path: str | Path) -> dict[str, bytes]:
         if _sha256(data[name]) != digest:
             raise BundleError(
                 f"{path / name} does not match its SHA-256 in {SUMS} (expected {digest[:12]}…, got "
-                f"{_sha256(data[name])[:12]}…): the bundle was altered after export; refusing to load it")
+                f"{_sha256(data[name])[:12]}…): the bundle was altered after export; "
+                "refusing to load it"
+            )
     manifest = json.loads(data[MANIFEST])
     for name, digest in manifest.get("files", {}).items():
         if expected.get(name) != digest:
-            raise BundleError(f"{name}: {MANIFEST} and {SUMS} disagree on its SHA-256; refusing the bundle")
+            raise BundleError(
+                f"{name}: {MANIFEST} and {SUMS} disagree on its SHA-256; refusing the bundle"
+            )
     return data
 
 
@@ -185,9 +227,13 @@ def check_compatible(manifest: dict[str, Any]) -> None:
     if made is None or here is None or made.split(".")[:2] != here.split(".")[:2]:
         raise BundleError(
             f"the bundle was made with River {made}, this environment has River {here}: a pickled "
-            f"River model is only readable by the same minor version; install river=={made}")
+            f"River model is only readable by the same minor version; install river=={made}"
+        )
     if manifest.get("format") != FORMAT:
-        raise BundleError(f"bundle format {manifest.get('format')} is not supported (this workbench reads {FORMAT})")
+        raise BundleError(
+            f"bundle format {manifest.get('format')} is not supported "
+            f"(this workbench reads {FORMAT})"
+        )
 
 
 def load(path: str | Path) -> Bundle:
@@ -197,4 +243,6 @@ def load(path: str | Path) -> Bundle:
     manifest = json.loads(data[MANIFEST])
     check_compatible(manifest)
     model = pickle.loads(data[MODEL])
-    return Bundle(path, manifest, model, yaml.safe_load(data[CONFIG]), yaml.safe_load(data[SETTINGS]))
+    return Bundle(
+        path, manifest, model, yaml.safe_load(data[CONFIG]), yaml.safe_load(data[SETTINGS])
+    )

@@ -63,18 +63,31 @@ class Schema:
 
     def features(self, x: Any, loc: list) -> dict:
         if type(x) is not dict:
-            raise Refusal(422, [invalid(loc, "expected an object mapping feature names to values", "dict_type")])
-        errors = [invalid([*loc, name], "extra feature: the model was not trained on it", "extra_forbidden")
-                  for name in x.keys() - self.names]
+            raise Refusal(
+                422,
+                [invalid(loc, "expected an object mapping feature names to values", "dict_type")],
+            )
+        errors = [
+            invalid(
+                [*loc, name], "extra feature: the model was not trained on it", "extra_forbidden"
+            )
+            for name in x.keys() - self.names
+        ]
         for name, check, nullable in self.fields:
             value = x.get(name, _MISSING)
             if value is _MISSING or value is None:
                 if not nullable:
                     errors.append(invalid([*loc, name], "missing feature", "missing"))
             elif check is not None and not check[0](value):
-                errors.append(invalid([*loc, name], f"expected {check[1]}, got {json.dumps(value)}", "type_error"))
+                errors.append(
+                    invalid(
+                        [*loc, name], f"expected {check[1]}, got {json.dumps(value)}", "type_error"
+                    )
+                )
             elif type(value) is float and not math.isfinite(value):
-                errors.append(invalid([*loc, name], f"must be a finite number, got {value}", "finite_number"))
+                errors.append(
+                    invalid([*loc, name], f"must be a finite number, got {value}", "finite_number")
+                )
         if errors:
             raise Refusal(422, errors)
         if None in x.values():  # River's convention for a missing value is an absent key
@@ -85,7 +98,9 @@ class Schema:
         if y is None:
             raise Refusal(422, [invalid(loc, "missing label", "missing")])
         if self.target is not None and not self.target[0](y):
-            raise Refusal(422, [invalid(loc, f"expected {self.target[1]}, got {json.dumps(y)}", "type_error")])
+            raise Refusal(
+                422, [invalid(loc, f"expected {self.target[1]}, got {json.dumps(y)}", "type_error")]
+            )
         if type(y) is float and not math.isfinite(y):
             raise Refusal(422, [invalid(loc, f"must be a finite number, got {y}", "finite_number")])
         return y
@@ -107,8 +122,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
 class Service:
     """A bundle's model, live: ``predict``, ``learn``, ``rollback``, ``checkpoint``."""
 
-    def __init__(self, bundle: str | Path | Bundle, state_dir: str | Path | None = None,
-                 checkpoint_every: int = 1000):
+    def __init__(
+        self,
+        bundle: str | Path | Bundle,
+        state_dir: str | Path | None = None,
+        checkpoint_every: int = 1000,
+    ):
         self.bundle = bundle if isinstance(bundle, Bundle) else load(bundle)
         self.state_dir = Path(state_dir) if state_dir else self.bundle.path / "state"
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -121,26 +140,44 @@ class Service:
         self.drift_events: list[dict[str, Any]] = []
         self._setup_detector(self.bundle.settings.get("drift") or {})
         self._counter = os.open(self.state_dir / "updates", os.O_RDWR | os.O_CREAT, 0o644)
-        self.versions = [{"version": self.bundle.version, "reason": "bundle", "n_updates": 0,
-                          "created_at": manifest["created_at"], "sha256": manifest["files"]["model.pkl"]}]
+        self.versions = [
+            {
+                "version": self.bundle.version,
+                "reason": "bundle",
+                "n_updates": 0,
+                "created_at": manifest["created_at"],
+                "sha256": manifest["files"]["model.pkl"],
+            }
+        ]
         self.version, self.n_updates, self.lost_updates = self.bundle.version, 0, 0
         self._resume()
 
     # -- start ----------------------------------------------------------------------------------
     def _setup_detector(self, drift: dict[str, Any]) -> None:
         self.detector_name = drift.get("detector")
-        self.detector = resolve(self.detector_name, "drift.detector")(**drift.get("params", {})) if self.detector_name else None
+        self.detector = (
+            resolve(self.detector_name, "drift.detector")(**drift.get("params", {}))
+            if self.detector_name
+            else None
+        )
         self.drift_on = drift.get("on", "error")
 
     def _resume(self) -> None:
         """Restore the newest intact checkpoint; count updates applied after it as lost."""
         applied = self._read_counter()
-        metas = sorted((json.loads(p.read_text()) for p in self.state_dir.glob("v*.json")), key=lambda m: m["version"])
+        metas = sorted(
+            (json.loads(p.read_text()) for p in self.state_dir.glob("v*.json")),
+            key=lambda m: m["version"],
+        )
         restored = None
         for meta in metas:
             state = (self.state_dir / f"v{meta['version']:06d}.pkl").read_bytes()
             if hashlib.sha256(state).hexdigest() != meta["sha256"]:
-                print(f"workbench serve: checkpoint v{meta['version']} does not match its SHA-256; skipped", file=sys.stderr)
+                print(
+                    f"workbench serve: checkpoint v{meta['version']} does not match its SHA-256; "
+                    "skipped",
+                    file=sys.stderr,
+                )
                 continue
             self.versions.append(meta)
             restored = (meta, state)
@@ -154,7 +191,9 @@ class Service:
             self.lost_updates = max(0, applied - meta["n_updates"])
             self.message = f"resumed from checkpoint v{self.version} ({self.n_updates:,} updates)"
         if self.lost_updates:
-            self.message += f"; lost {self.lost_updates:,} updates applied after the last checkpoint"
+            self.message += (
+                f"; lost {self.lost_updates:,} updates applied after the last checkpoint"
+            )
         self._write_counter()
 
     def _read_counter(self) -> int:
@@ -168,7 +207,11 @@ class Service:
     def predict_one(self, x: dict) -> dict[str, Any]:
         if self.proba:
             proba = self.model.predict_proba_one(x)
-            return {"prediction": max(proba, key=proba.get) if proba else None, "proba": proba, "version": self.version}
+            return {
+                "prediction": max(proba, key=proba.get) if proba else None,
+                "proba": proba,
+                "version": self.version,
+            }
         return {"prediction": self.model.predict_one(x), "version": self.version}
 
     def predict(self, body: dict) -> dict[str, Any]:
@@ -178,23 +221,44 @@ class Service:
         xs = [self.schema.features(x, ["body", "instances", i]) for i, x in enumerate(instances)]
         if self.proba:
             probas = [self.model.predict_proba_one(x) for x in xs]
-            return {"predictions": [max(p, key=p.get) if p else None for p in probas], "probas": probas,
-                    "version": self.version}
+            return {
+                "predictions": [max(p, key=p.get) if p else None for p in probas],
+                "probas": probas,
+                "version": self.version,
+            }
         return {"predictions": [self.model.predict_one(x) for x in xs], "version": self.version}
 
     def learn(self, body: dict) -> tuple[dict[str, Any], bytes | None]:
-        """Learn the labelled records; returns the answer and a checkpoint snapshot when one is due."""
+        """Learn labelled records; returns the answer and, when one is due, a checkpoint."""
         if "features" in body:
             _only(body, ("features", "label"))
-            pairs = [(self.schema.features(body["features"], ["body", "features"]),
-                      self.schema.label(body.get("label"), ["body", "label"]))]
+            pairs = [
+                (
+                    self.schema.features(body["features"], ["body", "features"]),
+                    self.schema.label(body.get("label"), ["body", "label"]),
+                )
+            ]
         else:
             instances = self._instances(body, ("instances", "labels"))
             labels = body.get("labels")
             if type(labels) is not list or len(labels) != len(instances):
-                raise Refusal(422, [invalid(["body", "labels"], f"expected a list of {len(instances)} labels, one per instance", "list_type")])
-            pairs = [(self.schema.features(x, ["body", "instances", i]), self.schema.label(y, ["body", "labels", i]))
-                     for i, (x, y) in enumerate(zip(instances, labels))]
+                raise Refusal(
+                    422,
+                    [
+                        invalid(
+                            ["body", "labels"],
+                            f"expected a list of {len(instances)} labels, one per instance",
+                            "list_type",
+                        )
+                    ],
+                )
+            pairs = [
+                (
+                    self.schema.features(x, ["body", "instances", i]),
+                    self.schema.label(y, ["body", "labels", i]),
+                )
+                for i, (x, y) in enumerate(zip(instances, labels, strict=True))
+            ]
         drifts = []
         for x, y in pairs:  # validated in full before the first update: a bad batch changes nothing
             if self.detector is not None:
@@ -205,7 +269,12 @@ class Service:
         snapshot = None
         if self.n_updates - self.versions[-1]["n_updates"] >= self.checkpoint_every:
             snapshot = self.snapshot()
-        return {"learned": len(pairs), "n_updates": self.n_updates, "version": self.version, "drift": drifts}, snapshot
+        return {
+            "learned": len(pairs),
+            "n_updates": self.n_updates,
+            "version": self.version,
+            "drift": drifts,
+        }, snapshot
 
     def _watch(self, x: dict, y: Any) -> list[dict[str, Any]]:
         """Feed the detector the error (or loss) of the prediction made before learning."""
@@ -225,8 +294,13 @@ class Service:
         events = []
         for kind in ("warning", "drift"):
             if getattr(self.detector, f"{kind}_detected", False):
-                event = {"n_updates": self.n_updates, "detector": self.detector_name, "kind": kind,
-                         "statistic": getattr(self.detector, "estimation", None), "at": _now()}
+                event = {
+                    "n_updates": self.n_updates,
+                    "detector": self.detector_name,
+                    "kind": kind,
+                    "statistic": getattr(self.detector, "estimation", None),
+                    "at": _now(),
+                }
                 self.drift_events.append(event)
                 events.append(event)
         return events
@@ -236,8 +310,17 @@ class Service:
         _only(body, allowed)
         instances = body.get("instances")
         if type(instances) is not list or not instances:
-            raise Refusal(422, [invalid(["body", "instances"], "expected a non-empty list of feature objects "
-                                        "(or send one record as {\"features\": {...}})", "list_type")])
+            raise Refusal(
+                422,
+                [
+                    invalid(
+                        ["body", "instances"],
+                        "expected a non-empty list of feature objects "
+                        '(or send one record as {"features": {...}})',
+                        "list_type",
+                    )
+                ],
+            )
         return instances
 
     # -- versions -------------------------------------------------------------------------------
@@ -245,8 +328,13 @@ class Service:
         """Start a new version from the current model; the caller persists it with ``persist``."""
         state = pickle.dumps(self.model, protocol=5)
         self.version = max(v["version"] for v in self.versions) + 1
-        meta = {"version": self.version, "reason": reason, "n_updates": self.n_updates,
-                "created_at": _now(), "sha256": hashlib.sha256(state).hexdigest()}
+        meta = {
+            "version": self.version,
+            "reason": reason,
+            "n_updates": self.n_updates,
+            "created_at": _now(),
+            "sha256": hashlib.sha256(state).hexdigest(),
+        }
         if restored_from is not None:
             meta["restored_from"] = restored_from
         self.versions.append(meta)
@@ -254,7 +342,9 @@ class Service:
 
     def persist(self, state: bytes) -> None:
         """Write the newest snapshot: state first, then its meta (the meta marks it complete)."""
-        meta = next(v for v in reversed(self.versions) if v["sha256"] == hashlib.sha256(state).hexdigest())
+        meta = next(
+            v for v in reversed(self.versions) if v["sha256"] == hashlib.sha256(state).hexdigest()
+        )
         stem = self.state_dir / f"v{meta['version']:06d}"
         _write_atomic(stem.with_suffix(".pkl"), state)
         _write_atomic(stem.with_suffix(".json"), json.dumps(meta).encode())
@@ -274,7 +364,16 @@ class Service:
                 raise Refusal(409, f"version {current} has no earlier version to roll back to")
             target = max(older)
         if type(target) is not int:
-            raise Refusal(422, [invalid(["body", "version"], f"expected an integer version, got {json.dumps(target)}", "int_type")])
+            raise Refusal(
+                422,
+                [
+                    invalid(
+                        ["body", "version"],
+                        f"expected an integer version, got {json.dumps(target)}",
+                        "int_type",
+                    )
+                ],
+            )
         meta = next((v for v in self.versions if v["version"] == target), None)
         if meta is None:
             have = ", ".join(str(v["version"]) for v in self.versions)
@@ -285,18 +384,30 @@ class Service:
 
     def _state_of(self, meta: dict[str, Any]) -> Any:
         if meta["reason"] == "bundle":
-            return load(self.bundle.path).model  # verified again: the bundle may have changed on disk
+            return load(
+                self.bundle.path
+            ).model  # verified again: the bundle may have changed on disk
         state = (self.state_dir / f"v{meta['version']:06d}.pkl").read_bytes()
         if hashlib.sha256(state).hexdigest() != meta["sha256"]:
-            raise BundleError(f"checkpoint v{meta['version']} in {self.state_dir} does not match its SHA-256")
+            raise BundleError(
+                f"checkpoint v{meta['version']} in {self.state_dir} does not match its SHA-256"
+            )
         return pickle.loads(state)
 
     def info(self) -> dict[str, Any]:
         m = self.bundle.manifest
-        return {"version": self.version, "learner": m["learner"], "model": m["model"], "task": m["task"],
-                "run_id": m["run_id"], "bundle_version": m["version"], "n_updates": self.n_updates,
-                "lost_updates": self.lost_updates, "drift_detector": self.detector_name,
-                "versions_at_export": m["versions"]}
+        return {
+            "version": self.version,
+            "learner": m["learner"],
+            "model": m["model"],
+            "task": m["task"],
+            "run_id": m["run_id"],
+            "bundle_version": m["version"],
+            "n_updates": self.n_updates,
+            "lost_updates": self.lost_updates,
+            "drift_detector": self.detector_name,
+            "versions_at_export": m["versions"],
+        }
 
     def close(self) -> None:
         os.close(self._counter)
@@ -305,7 +416,15 @@ class Service:
 def _only(body: dict, allowed: tuple[str, ...]) -> None:
     extra = [k for k in body if k not in allowed]
     if extra:
-        raise Refusal(422, [invalid(["body", k], f"unknown field; allowed: {', '.join(allowed)}", "extra_forbidden") for k in extra])
+        raise Refusal(
+            422,
+            [
+                invalid(
+                    ["body", k], f"unknown field; allowed: {', '.join(allowed)}", "extra_forbidden"
+                )
+                for k in extra
+            ],
+        )
 
 
 def _gives_proba(model: Any) -> bool:

@@ -35,9 +35,9 @@ class Verification:
     run_id: str
     learner: str
     version: int
-    n_compared: int = 0          # logged predictions compared
-    n_from_bundle: int = 0       # ... of which the bundle's model made
-    n_state_checked: int = 0     # events on which the bundle's model and the replay agreed
+    n_compared: int = 0  # logged predictions compared
+    n_from_bundle: int = 0  # ... of which the bundle's model made
+    n_state_checked: int = 0  # events on which the bundle's model and the replay agreed
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     n_mismatches: int = 0
 
@@ -46,13 +46,18 @@ class Verification:
         return self.n_mismatches == 0 and self.n_compared > 0
 
     def __str__(self) -> str:
-        head = (f"bundle {self.learner} v{self.version} against run {self.run_id}: "
-                f"{self.n_compared:,} logged predictions compared ({self.n_from_bundle:,} made by the "
-                f"bundle's model), model state checked on {self.n_state_checked:,} events")
+        head = (
+            f"bundle {self.learner} v{self.version} against run {self.run_id}: "
+            f"{self.n_compared:,} logged predictions compared ({self.n_from_bundle:,} made by the "
+            f"bundle's model), model state checked on {self.n_state_checked:,} events"
+        )
         if self.ok:
             return f"OK  {head}: all identical"
         lines = [f"FAILED  {head}: {self.n_mismatches:,} differ"]
-        lines += [f"  seq {m['seq']}: logged {m['logged']!r}, bundle {m['bundle']!r}" for m in self.mismatches]
+        lines += [
+            f"  seq {m['seq']}: logged {m['logged']!r}, bundle {m['bundle']!r}"
+            for m in self.mismatches
+        ]
         return "\n".join(lines)
 
 
@@ -61,14 +66,18 @@ def verify(bundle: str | Path | Bundle, run_id: str, db: str | Path | None = Non
     if not isinstance(bundle, Bundle):
         bundle = load(bundle)
     if run_id != bundle.manifest["run_id"]:
-        raise BundleError(f"the bundle was exported from run {bundle.manifest['run_id']}, not {run_id}: "
-                          "verify it against the run it came from")
+        raise BundleError(
+            f"the bundle was exported from run {bundle.manifest['run_id']}, not {run_id}: "
+            "verify it against the run it came from"
+        )
     store = Store(db or bundle.manifest.get("db") or DEFAULT_DB)
     info = store.run(run_id)
     cfg = config_mod.load(info["config"])
     if cfg.source.kind == "python":
-        raise BundleError(f"run {run_id} replayed a Python stream passed to workbench.run(stream=...): "
-                          "its stream cannot be re-opened from the config, so it cannot be replayed")
+        raise BundleError(
+            f"run {run_id} replayed a Python stream passed to workbench.run(stream=...): "
+            "its stream cannot be re-opened from the config, so it cannot be replayed"
+        )
     spec = next(lc for lc in config_mod.load(bundle.config).learners if lc.name == bundle.learner)
     source = open_source(cfg.source, cfg.seed)
     arm = make_arm(bundle.learner, build(spec, info["task"], "learners[0]"), info["task"], [])
@@ -103,17 +112,26 @@ def _compare_logged(result: Verification, rows: list[tuple], logged, handover: i
     replayed = steps_table(StepBatch(result.learner, rows)).to_pandas().set_index("seq")
     logged = logged.set_index("seq")
     if len(replayed) != len(logged) or not replayed.index.equals(logged.index):
-        raise BundleError(f"the replay gave {len(replayed):,} steps but the run logged {len(logged):,} "
-                          f"for {result.learner}: the run's source no longer yields the same stream")
+        raise BundleError(
+            f"the replay gave {len(replayed):,} steps but the run logged {len(logged):,} "
+            f"for {result.learner}: the run's source no longer yields the same stream"
+        )
     same_pred = (replayed.y_pred == logged.y_pred) | (replayed.y_pred.isna() & logged.y_pred.isna())
-    same_proba = (replayed.y_proba == logged.y_proba) | (replayed.y_proba.isna() & logged.y_proba.isna())
+    same_proba = (replayed.y_proba == logged.y_proba) | (
+        replayed.y_proba.isna() & logged.y_proba.isna()
+    )
     differ = ~(same_pred & same_proba)
     result.n_compared = len(logged)
     result.n_from_bundle = int((logged.index >= handover).sum())
     result.n_mismatches += int(differ.sum())
     for seq in logged.index[differ][:_SHOWN]:
-        result.mismatches.append({"seq": int(seq), "logged": (logged.y_pred[seq], logged.y_proba[seq]),
-                                  "bundle": (replayed.y_pred[seq], replayed.y_proba[seq])})
+        result.mismatches.append(
+            {
+                "seq": int(seq),
+                "logged": (logged.y_pred[seq], logged.y_proba[seq]),
+                "bundle": (replayed.y_pred[seq], replayed.y_proba[seq]),
+            }
+        )
 
 
 def _compare_models(result: Verification, replayed, bundled, xs: list[dict]) -> None:

@@ -37,7 +37,9 @@ def _merge(seen: set[str]) -> str:
     return "any" if kinds else "null"
 
 
-def infer(events: Iterable[Event], sample: int = SAMPLE) -> tuple[list[dict[str, Any]], Iterator[Event]]:
+def infer(
+    events: Iterable[Event], sample: int = SAMPLE
+) -> tuple[list[dict[str, Any]], Iterator[Event]]:
     """``(fields, events)``: one field per feature and one for the target, and the same events.
 
     A field is ``{"name", "role" ('feature' | 'target'), "type", "nullable"}``; a feature absent
@@ -52,7 +54,11 @@ def infer(events: Iterable[Event], sample: int = SAMPLE) -> tuple[list[dict[str,
     fields = []
     for name, seen in names.items():
         nullable = "null" in seen or any(name not in ev.x for ev in head)
-        fields.append({"name": str(name), "role": "feature", "type": _merge(seen), "nullable": nullable})
+        fields.append(
+            {"name": str(name), "role": "feature", "type": _merge(seen), "nullable": nullable}
+        )
     targets = {type_name(ev.y) for ev in head}
-    fields.append({"name": "", "role": "target", "type": _merge(targets), "nullable": "null" in targets})
+    fields.append(
+        {"name": "", "role": "target", "type": _merge(targets), "nullable": "null" in targets}
+    )
     return fields, itertools.chain(head, it)

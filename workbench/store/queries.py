@@ -100,7 +100,8 @@ class Store:
                             "ORDER BY learner, version", [run_id])
             listed = ", ".join(f"{r.learner} v{r.version}" for r in have.itertuples()) or "none"
             wanted = f"{learner!r}" + (f" version {version}" if version is not None else "")
-            raise WorkbenchError(f"run {run_id!r} has no checkpoint of learner {wanted}; checkpoints: {listed}")
+            raise WorkbenchError(
+                f"run {run_id!r} has no checkpoint of learner {wanted}; checkpoints: {listed}")
         row = df.iloc[0].to_dict()
         row["state"] = bytes(row["state"])
         row["metrics"] = json.loads(row["metrics"] or "{}")

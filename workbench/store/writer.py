@@ -112,7 +112,8 @@ class RunWriter:
             self._submit(lambda: self._con.executemany("INSERT INTO true_drifts VALUES (?, ?, ?)", rows))
 
     def feature_schema(self, fields: list[dict[str, Any]]) -> None:
-        rows = [(self.run_id, i, f["role"], f["name"], f["type"], f["nullable"]) for i, f in enumerate(fields)]
+        rows = [(self.run_id, i, f["role"], f["name"], f["type"], f["nullable"])
+                for i, f in enumerate(fields)]
         if rows:
             self._submit(lambda: self._con.executemany(
                 "INSERT INTO feature_schema VALUES (?, ?, ?, ?, ?, ?)", rows))
