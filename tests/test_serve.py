@@ -5,10 +5,12 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from serving import AT, TOKEN, Server, call, events, run_with_mid_checkpoint
+from serving import AT, TOKEN, Server, call, events, free_port, run_with_mid_checkpoint
 
 import workbench as wb
 from workbench.export import load
@@ -154,9 +156,18 @@ def test_docs_and_openapi_describe_the_bodies(server):
 
 def test_rollback_serves_an_earlier_version_again(exported, tmp_path):
     bundle = load(exported[2])
-    server = Server(exported[2], "--state-dir", str(tmp_path / "state"), "--checkpoint-every", "5")
+    server = Server(
+        exported[2],
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--checkpoint-every",
+        "5",
+        "--protect-predict",
+    )
     try:
         stream = events()
+        status, answer = call(server.url + "/predict", {"features": stream[0].x})
+        assert status == 401 and "Authorization: Bearer" in answer["detail"]
         for ev in stream[:12]:
             assert (
                 call(server.url + "/learn", {"features": ev.x, "label": ev.y}, token=TOKEN)[0]
@@ -169,15 +180,13 @@ def test_rollback_serves_an_earlier_version_again(exported, tmp_path):
             (3, "scheduled", 10),
         ]
         x = stream[500].x
-        assert call(server.url + "/predict", {"features": x})[1][
-            "proba"
-        ] != bundle.model.predict_proba_one(x)
+        before = call(server.url + "/predict", {"features": x}, token=TOKEN)[1]
+        expected = {json.dumps(k): v for k, v in bundle.model.predict_proba_one(x).items()}
+        assert before["version"] == 3 and before["proba"] != expected  # it learned
         status, answer = call(server.url + "/rollback", {"version": 1}, token=TOKEN)
         assert status == 200 and answer == {"version": 4, "restored": 1, "previous": 3}
-        served = call(server.url + "/predict", {"features": x})[1]
-        expected = bundle.model.predict_proba_one(x)
-        assert served["version"] == 4
-        assert served["proba"] == {json.dumps(k): v for k, v in expected.items()}
+        served = call(server.url + "/predict", {"features": x}, token=TOKEN)[1]
+        assert served["version"] == 4 and served["proba"] == expected
         status, answer = call(server.url + "/rollback", {"version": 99}, token=TOKEN)
         assert status == 404 and "no version 99" in answer["detail"]
         status, answer = call(server.url + "/rollback", None, token=TOKEN, method="POST")
@@ -261,3 +270,23 @@ def test_kill_9_then_restart_resumes_from_the_last_checkpoint(exported, tmp_path
         "resumed from checkpoint v3 (20 updates); lost 5 updates applied after the last checkpoint"
         in printed
     )
+
+
+def test_serve_refuses_a_tampered_bundle_and_a_foreign_state_dir(exported, tmp_path):
+    db, rid, bundle = exported
+    state = tmp_path / "state"
+    server = Server(bundle, "--state-dir", str(state), "--checkpoint-every", "1")
+    ev = events(5)[0]
+    assert call(server.url + "/learn", {"features": ev.x, "label": ev.y}, token=TOKEN)[0] == 200
+    server.stop()
+    serve = [sys.executable, "-m", "workbench.cli", "serve", "--port", str(free_port())]
+    other = wb.export(rid, "tree", tmp_path / "tree", db=db, version=1)
+    result = subprocess.run(
+        [*serve, str(other), "--state-dir", str(state)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and "holds checkpoints of another bundle" in result.stderr
+    model = other / "model.pkl"
+    model.write_bytes(model.read_bytes()[:-1] + b"!")
+    result = subprocess.run([*serve, str(other)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "model.pkl does not match its SHA-256 in SHA256SUMS" in result.stderr

@@ -144,8 +144,8 @@ def create_app(
             raise Refusal(422, [invalid(["body"], "expected a JSON object", "dict_type")])
         return data
 
-    async def persist(state: bytes, reason: str) -> None:
-        await asyncio.get_running_loop().run_in_executor(writer, service.persist, state)
+    async def persist(snapshot: tuple[dict, bytes], reason: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(writer, service.persist, snapshot)
         metrics.checkpoints.labels(reason).inc()
 
     def endpoint(name: str, work: Callable[[Request], Awaitable[Any]], guarded: bool) -> Callable:

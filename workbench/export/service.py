@@ -138,7 +138,10 @@ class Service:
         self.model = self.bundle.model
         self.proba = self.classifier and _gives_proba(self.model)
         self.drift_events: list[dict[str, Any]] = []
-        self._setup_detector(self.bundle.settings.get("drift") or {})
+        drift = self.bundle.settings.get("drift") or {}
+        self.detector_name, self.drift_on = drift.get("detector"), drift.get("on", "error")
+        self.detector = self._new_detector()
+        self.bundle_sha256 = manifest["files"]["model.pkl"]
         self._counter = os.open(self.state_dir / "updates", os.O_RDWR | os.O_CREAT, 0o644)
         self.versions = [
             {
@@ -153,14 +156,11 @@ class Service:
         self._resume()
 
     # -- start ----------------------------------------------------------------------------------
-    def _setup_detector(self, drift: dict[str, Any]) -> None:
-        self.detector_name = drift.get("detector")
-        self.detector = (
-            resolve(self.detector_name, "drift.detector")(**drift.get("params", {}))
-            if self.detector_name
-            else None
-        )
-        self.drift_on = drift.get("on", "error")
+    def _new_detector(self) -> Any:
+        if not self.detector_name:
+            return None
+        params = (self.bundle.settings.get("drift") or {}).get("params") or {}
+        return resolve(self.detector_name, "drift.detector")(**params)
 
     def _resume(self) -> None:
         """Restore the newest intact checkpoint; count updates applied after it as lost."""
@@ -171,6 +171,11 @@ class Service:
         )
         restored = None
         for meta in metas:
+            if meta.get("bundle_sha256") != self.bundle_sha256:
+                raise BundleError(
+                    f"{self.state_dir} holds checkpoints of another bundle: give this one its own "
+                    "--state-dir"
+                )
             state = (self.state_dir / f"v{meta['version']:06d}.pkl").read_bytes()
             if hashlib.sha256(state).hexdigest() != meta["sha256"]:
                 print(
@@ -186,7 +191,7 @@ class Service:
             self.message = f"serving {self.bundle.learner} v{self.version} from the bundle"
         else:
             meta, state = restored
-            self.model = pickle.loads(state)
+            self.model, self.detector = _unpack(state)
             self.version, self.n_updates = meta["version"], meta["n_updates"]
             self.lost_updates = max(0, applied - meta["n_updates"])
             self.message = f"resumed from checkpoint v{self.version} ({self.n_updates:,} updates)"
@@ -215,7 +220,8 @@ class Service:
         return {"prediction": self.model.predict_one(x), "version": self.version}
 
     def predict(self, body: dict) -> dict[str, Any]:
-        if "features" in body and len(body) == 1:
+        if "features" in body:
+            _only(body, ("features",))
             return self.predict_one(self.schema.features(body["features"], ["body", "features"]))
         instances = self._instances(body, ("instances",))
         xs = [self.schema.features(x, ["body", "instances", i]) for i, x in enumerate(instances)]
@@ -228,7 +234,7 @@ class Service:
             }
         return {"predictions": [self.model.predict_one(x) for x in xs], "version": self.version}
 
-    def learn(self, body: dict) -> tuple[dict[str, Any], bytes | None]:
+    def learn(self, body: dict) -> tuple[dict[str, Any], tuple[dict[str, Any], bytes] | None]:
         """Learn labelled records; returns the answer and, when one is due, a checkpoint."""
         if "features" in body:
             _only(body, ("features", "label"))
@@ -324,9 +330,12 @@ class Service:
         return instances
 
     # -- versions -------------------------------------------------------------------------------
-    def snapshot(self, reason: str = "scheduled", restored_from: int | None = None) -> bytes:
-        """Start a new version from the current model; the caller persists it with ``persist``."""
-        state = pickle.dumps(self.model, protocol=5)
+    def snapshot(
+        self, reason: str = "scheduled", restored_from: int | None = None
+    ) -> tuple[dict[str, Any], bytes]:
+        """Start a new version from the current model (and detector); the caller persists it
+        with ``persist``, off the event loop."""
+        state = pickle.dumps({"model": self.model, "detector": self.detector}, protocol=5)
         self.version = max(v["version"] for v in self.versions) + 1
         meta = {
             "version": self.version,
@@ -334,17 +343,16 @@ class Service:
             "n_updates": self.n_updates,
             "created_at": _now(),
             "sha256": hashlib.sha256(state).hexdigest(),
+            "bundle_sha256": self.bundle_sha256,
         }
         if restored_from is not None:
             meta["restored_from"] = restored_from
         self.versions.append(meta)
-        return state
+        return meta, state
 
-    def persist(self, state: bytes) -> None:
-        """Write the newest snapshot: state first, then its meta (the meta marks it complete)."""
-        meta = next(
-            v for v in reversed(self.versions) if v["sha256"] == hashlib.sha256(state).hexdigest()
-        )
+    def persist(self, snapshot: tuple[dict[str, Any], bytes]) -> None:
+        """Write a snapshot: state first, then its meta (the meta marks it complete)."""
+        meta, state = snapshot
         stem = self.state_dir / f"v{meta['version']:06d}"
         _write_atomic(stem.with_suffix(".pkl"), state)
         _write_atomic(stem.with_suffix(".json"), json.dumps(meta).encode())
@@ -354,7 +362,7 @@ class Service:
         finally:
             os.close(fd)
 
-    def rollback(self, body: dict) -> tuple[dict[str, Any], bytes]:
+    def rollback(self, body: dict) -> tuple[dict[str, Any], tuple[dict[str, Any], bytes]]:
         _only(body, ("version",))
         current = self.version
         target = body.get("version")
@@ -378,21 +386,21 @@ class Service:
         if meta is None:
             have = ", ".join(str(v["version"]) for v in self.versions)
             raise Refusal(404, f"no version {target}; versions: {have}")
-        self.model = self._state_of(meta)
-        state = self.snapshot("rollback", restored_from=target)
-        return {"version": self.version, "restored": target, "previous": current}, state
+        self.model, self.detector = self._state_of(meta)
+        snapshot = self.snapshot("rollback", restored_from=target)
+        return {"version": self.version, "restored": target, "previous": current}, snapshot
 
-    def _state_of(self, meta: dict[str, Any]) -> Any:
+    def _state_of(self, meta: dict[str, Any]) -> tuple[Any, Any]:
+        """The model and detector of a version (the bundle's comes with a fresh detector)."""
         if meta["reason"] == "bundle":
-            return load(
-                self.bundle.path
-            ).model  # verified again: the bundle may have changed on disk
+            # loaded and verified again: the bundle may have changed on disk since the start
+            return load(self.bundle.path).model, self._new_detector()
         state = (self.state_dir / f"v{meta['version']:06d}.pkl").read_bytes()
         if hashlib.sha256(state).hexdigest() != meta["sha256"]:
             raise BundleError(
                 f"checkpoint v{meta['version']} in {self.state_dir} does not match its SHA-256"
             )
-        return pickle.loads(state)
+        return _unpack(state)
 
     def info(self) -> dict[str, Any]:
         m = self.bundle.manifest
@@ -425,6 +433,12 @@ def _only(body: dict, allowed: tuple[str, ...]) -> None:
                 for k in extra
             ],
         )
+
+
+def _unpack(state: bytes) -> tuple[Any, Any]:
+    """A checkpoint's model and drift detector (call only once its SHA-256 matched)."""
+    saved = pickle.loads(state)
+    return saved["model"], saved["detector"]
 
 
 def _gives_proba(model: Any) -> bool:
