@@ -16,6 +16,7 @@ from serving import AT, N, run_with_mid_checkpoint
 import workbench as wb
 from workbench.config import load as load_config
 from workbench.export import BundleError, load, verify
+from workbench.export.service import Refusal, Service
 
 WORKBENCH = str(Path(sys.executable).parent / "workbench")
 
@@ -194,3 +195,76 @@ def test_verify_bundle_against_another_run_is_refused(run_id, tmp_path):
     out = wb.export(rid, "lr", tmp_path / "b", db=db)
     with pytest.raises(BundleError, match=f"exported from run {rid}, not other"):
         verify(out, "other", db=db)
+
+
+def test_a_regressor_with_integer_feature_names_and_delayed_labels(tmp_path):
+    """Friedman names its features 0..9: JSON sends "0".."9", the service turns them back."""
+    config = {
+        "name": "friedman",
+        "seed": 2,
+        "source": {"kind": "synthetic", "generator": "friedman", "n": 600},
+        "replay": {"label_delay": 25},
+        "learners": [
+            {
+                "name": "lin",
+                "model": "river.linear_model.LinearRegression",
+                "preprocessing": ["river.preprocessing.StandardScaler"],
+            }
+        ],
+        "metrics": ["mae"],
+    }
+    db = tmp_path / "runs.duckdb"
+    run = wb.run(config, db=db, progress=False)
+    out = wb.export(run, "lin", tmp_path / "b")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [f["name"] for f in manifest["schema"]["features"]] == [str(i) for i in range(10)]
+    assert {f["name_type"] for f in manifest["schema"]["features"]} == {"int"}
+    assert manifest["schema"]["target"]["type"] == "number"
+    result = wb.verify(out, run.id, db=db)
+    assert result.ok and result.n_state_checked == 600, str(result)
+
+    service = Service(out, tmp_path / "state")
+    try:
+        x = {i: 0.5 for i in range(10)}
+        answer = service.predict(json.loads(json.dumps({"features": x})))
+        assert answer == {"prediction": load(out).model.predict_one(x), "version": 1}
+        assert (
+            service.learn({"features": {str(i): 0.1 for i in range(10)}, "label": 3.0})[0][
+                "n_updates"
+            ]
+            == 1
+        )
+        with pytest.raises(Refusal) as refused:
+            service.learn({"features": {str(i): 0.1 for i in range(10)}, "label": "3"})
+        assert refused.value.status == 422 and refused.value.detail[0]["loc"] == ["body", "label"]
+    finally:
+        service.close()
+
+
+def test_drift_and_guard_settings_come_from_the_run(run_id, tmp_path):
+    """A run configured with a detector and a guard hands both to the bundle and the service."""
+    db, rid = run_id
+    store = wb.connect(db)
+    config = store.run(rid)["config"]
+    drift = {
+        "detector": "river.drift.PageHinkley",
+        "params": {"threshold": 20},
+        "on": "error",
+        "action": "none",
+    }
+    guard = {"metric": "accuracy", "window": 500, "drop": 0.05}
+    store.sql(
+        "UPDATE runs SET config = ? WHERE run_id = ?",
+        [json.dumps({**config, "drift": drift, "guard": guard}), rid],
+    )
+    try:
+        out = wb.export(rid, "lr", tmp_path / "b", db=db)
+    finally:
+        store.sql("UPDATE runs SET config = ? WHERE run_id = ?", [json.dumps(config), rid])
+    settings = yaml.safe_load((out / "settings.yaml").read_text())
+    assert settings == {"drift": drift, "drift_from": "run", "guard": guard}
+    service = Service(out, tmp_path / "state")
+    try:
+        assert type(service.detector).__name__ == "PageHinkley" and service.detector.threshold == 20
+    finally:
+        service.close()

@@ -150,7 +150,7 @@ def export(
         "versions": versions(),
         "schema": {
             "features": [
-                {k: f[k] for k in ("name", "type", "nullable")}
+                {k: f[k] for k in ("name", "type", "nullable", "name_type")}
                 for f in schema
                 if f["role"] == "feature"
             ],

@@ -59,6 +59,8 @@ class Schema:
     def __init__(self, features: list[dict[str, Any]], target: dict[str, Any]):
         self.names = frozenset(f["name"] for f in features)
         self.fields = [(f["name"], _CHECKS.get(f["type"]), f["nullable"]) for f in features]
+        # features the model knows by an integer name arrive as text: "3" → 3
+        self.keys = {f["name"]: int(f["name"]) for f in features if f.get("name_type") == "int"}
         self.target = _CHECKS.get(target["type"])
 
     def features(self, x: Any, loc: list) -> dict:
@@ -91,7 +93,9 @@ class Schema:
         if errors:
             raise Refusal(422, errors)
         if None in x.values():  # River's convention for a missing value is an absent key
-            return {k: v for k, v in x.items() if v is not None}
+            x = {k: v for k, v in x.items() if v is not None}
+        if self.keys:
+            x = {self.keys.get(k, k): v for k, v in x.items()}
         return x
 
     def label(self, y: Any, loc: list) -> Any:

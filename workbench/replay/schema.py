@@ -42,23 +42,38 @@ def infer(
 ) -> tuple[list[dict[str, Any]], Iterator[Event]]:
     """``(fields, events)``: one field per feature and one for the target, and the same events.
 
-    A field is ``{"name", "role" ('feature' | 'target'), "type", "nullable"}``; a feature absent
-    or None in any sampled event is nullable.
+    A field is ``{"name", "role" ('feature' | 'target'), "type", "nullable", "name_type"}``; a
+    feature absent or None in any sampled event is nullable. ``name_type`` is 'int' for a feature
+    named by an integer (River's Friedman, Hyperplane...): JSON names are text, so a service must
+    turn "3" back into 3.
     """
     it = iter(events)
     head = list(itertools.islice(it, sample))
-    names: dict[str, set[str]] = {}
+    names: dict[Any, set[str]] = {}
     for ev in head:
         for name, value in ev.x.items():
             names.setdefault(name, set()).add(type_name(value))
     fields = []
     for name, seen in names.items():
         nullable = "null" in seen or any(name not in ev.x for ev in head)
+        name_type = "int" if type(name) is int else "str"
         fields.append(
-            {"name": str(name), "role": "feature", "type": _merge(seen), "nullable": nullable}
+            {
+                "name": str(name),
+                "role": "feature",
+                "type": _merge(seen),
+                "nullable": nullable,
+                "name_type": name_type,
+            }
         )
     targets = {type_name(ev.y) for ev in head}
     fields.append(
-        {"name": "", "role": "target", "type": _merge(targets), "nullable": "null" in targets}
+        {
+            "name": "",
+            "role": "target",
+            "type": _merge(targets),
+            "nullable": "null" in targets,
+            "name_type": "str",
+        }
     )
     return fields, itertools.chain(head, it)

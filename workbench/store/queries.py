@@ -84,8 +84,8 @@ class Store:
 
     def feature_schema(self, run_id: str) -> pd.DataFrame:
         """The features (and target) the replay saw first: role, name, type, nullable."""
-        return self.sql("SELECT role, name, type, nullable FROM feature_schema WHERE run_id = ? "
-                        "ORDER BY position", [run_id])
+        return self.sql("SELECT role, name, type, nullable, name_type FROM feature_schema "
+                        "WHERE run_id = ? ORDER BY position", [run_id])
 
     def checkpoint_state(self, run_id: str, learner: str, version: int | None = None) -> dict:
         """One checkpoint of a learner with its pickled state (default: the latest version)."""

@@ -82,7 +82,8 @@ TABLES = {
         role VARCHAR NOT NULL,              -- feature | target
         name VARCHAR NOT NULL,
         type VARCHAR NOT NULL,              -- number | string | boolean | null | any
-        nullable BOOLEAN NOT NULL           -- absent or None in some of the first events
+        nullable BOOLEAN NOT NULL,          -- absent or None in some of the first events
+        name_type VARCHAR NOT NULL          -- str | int (a feature named by an integer)
     """,
 }
 

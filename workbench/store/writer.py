@@ -112,11 +112,11 @@ class RunWriter:
             self._submit(lambda: self._con.executemany("INSERT INTO true_drifts VALUES (?, ?, ?)", rows))
 
     def feature_schema(self, fields: list[dict[str, Any]]) -> None:
-        rows = [(self.run_id, i, f["role"], f["name"], f["type"], f["nullable"])
+        rows = [(self.run_id, i, f["role"], f["name"], f["type"], f["nullable"], f["name_type"])
                 for i, f in enumerate(fields)]
         if rows:
             self._submit(lambda: self._con.executemany(
-                "INSERT INTO feature_schema VALUES (?, ?, ?, ?, ?, ?)", rows))
+                "INSERT INTO feature_schema VALUES (?, ?, ?, ?, ?, ?, ?)", rows))
 
     def checkpoint(self, cp: Checkpoint) -> None:
         row = [self.run_id, cp.learner, cp.version, cp.seq, now(), cp.reason, json.dumps(cp.metrics), cp.sha256, cp.state]
