@@ -272,6 +272,27 @@ def test_kill_9_then_restart_resumes_from_the_last_checkpoint(exported, tmp_path
     )
 
 
+def test_a_graceful_stop_checkpoints_what_it_learned(exported, tmp_path):
+    state = tmp_path / "state"
+    stream = events()
+    server = Server(exported[2], "--state-dir", str(state))  # no scheduled checkpoint in reach
+    for ev in stream[:7]:
+        assert call(server.url + "/learn", {"features": ev.x, "label": ev.y}, token=TOKEN)[0] == 200
+    server.stop()  # SIGTERM
+    server = Server(exported[2], "--state-dir", str(state))
+    try:
+        assert call(server.url + "/health")[1] == {
+            "status": "ok",
+            "version": 2,
+            "n_updates": 7,
+            "lost_updates": 0,
+        }
+        assert call(server.url + "/versions")[1]["versions"][-1]["reason"] == "final"
+    finally:
+        printed = server.stop()
+    assert "resumed from checkpoint v2 (7 updates)" in printed and "lost" not in printed
+
+
 def test_serve_refuses_a_tampered_bundle_and_a_foreign_state_dir(exported, tmp_path):
     db, rid, bundle = exported
     state = tmp_path / "state"

@@ -92,11 +92,18 @@ def create_app(
         f"version {m['version']}. Send `Authorization: Bearer <token>` to /learn and /rollback.",
     )
     metrics = Metrics(service)
-    writer = ThreadPoolExecutor(
-        max_workers=1, thread_name_prefix="workbench-checkpoint"
-    )  # in order
+    # one thread: checkpoints land in the order they were taken
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-checkpoint")
     app.state.service, app.state.metrics = service, metrics
-    app.router.on_shutdown.append(lambda: writer.shutdown(wait=True))
+
+    def shutdown() -> None:
+        """A stop asked for (SIGTERM, Ctrl-C) loses nothing: updates since the last
+        checkpoint go into a 'final' one."""
+        if service.unsaved():
+            writer.submit(service.persist, service.snapshot("final")).result()
+        writer.shutdown(wait=True)
+
+    app.router.on_shutdown.append(shutdown)
 
     def authorize(request: Request) -> None:
         if token is None:

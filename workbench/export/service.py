@@ -277,7 +277,7 @@ class Service:
             self.n_updates += 1
         self._write_counter()
         snapshot = None
-        if self.n_updates - self.versions[-1]["n_updates"] >= self.checkpoint_every:
+        if self.unsaved() >= self.checkpoint_every:
             snapshot = self.snapshot()
         return {
             "learned": len(pairs),
@@ -285,6 +285,10 @@ class Service:
             "version": self.version,
             "drift": drifts,
         }, snapshot
+
+    def unsaved(self) -> int:
+        """Updates learned since the newest version was taken."""
+        return self.n_updates - self.versions[-1]["n_updates"]
 
     def _watch(self, x: dict, y: Any) -> list[dict[str, Any]]:
         """Feed the detector the error (or loss) of the prediction made before learning."""
