@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -72,7 +73,9 @@ def free_port() -> int:
 class Server:
     """`workbench serve` in a subprocess on 127.0.0.1; ``stop()`` (or ``kill()``) ends it."""
 
-    def __init__(self, bundle: Path, *args: str, token: str | None = TOKEN):
+    def __init__(
+        self, bundle: Path, *args: str, token: str | None = TOKEN, env: dict | None = None
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [
@@ -88,7 +91,11 @@ class Server:
         if token:
             command += ["--token", token]
         self.proc = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + 60
         while True:

@@ -275,7 +275,10 @@ def test_kill_9_then_restart_resumes_from_the_last_checkpoint(exported, tmp_path
 def test_a_graceful_stop_checkpoints_what_it_learned(exported, tmp_path):
     state = tmp_path / "state"
     stream = events()
-    server = Server(exported[2], "--state-dir", str(state))  # no scheduled checkpoint in reach
+    # the token from the environment this time; no scheduled checkpoint within reach
+    server = Server(
+        exported[2], "--state-dir", str(state), token=None, env={"WORKBENCH_TOKEN": TOKEN}
+    )
     for ev in stream[:7]:
         assert call(server.url + "/learn", {"features": ev.x, "label": ev.y}, token=TOKEN)[0] == 200
     server.stop()  # SIGTERM
