@@ -122,8 +122,11 @@ def create_app(
         if not hmac.compare_digest(sent[7:].encode(), token.encode()):
             raise Refusal(403, "wrong token")
 
-    async def body_of(request: Request) -> dict:
+    async def body_of(request: Request, empty: dict | None = None) -> dict:
+        """The JSON object a request carries (``empty`` stands for no body, where allowed)."""
         length = request.headers.get("content-length")
+        if length is not None and not length.isdigit():
+            raise Refusal(400, f"Content-Length {length!r} is not a number of bytes")
         if length is not None and int(length) > max_body_bytes:
             raise Refusal(
                 413, f"body of {int(length):,} bytes is over the limit of {max_body_bytes:,}"
@@ -138,6 +141,8 @@ def create_app(
                     raise Refusal(413, f"body is over the limit of {max_body_bytes:,} bytes")
                 chunks.append(chunk)
             raw = b"".join(chunks)
+        if empty is not None and not raw.strip():
+            return empty
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -194,8 +199,7 @@ def create_app(
         return answer
 
     async def rollback(request: Request) -> dict:
-        raw = await request.body()
-        answer, snapshot = service.rollback(await body_of(request) if raw.strip() else {})
+        answer, snapshot = service.rollback(await body_of(request, empty={}))
         await persist(snapshot, "rollback")
         return answer
 
