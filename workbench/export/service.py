@@ -141,7 +141,6 @@ class Service:
         self.classifier = manifest["task"] != "regression"
         self.model = self.bundle.model
         self.proba = self.classifier and _gives_proba(self.model)
-        self.drift_events: list[dict[str, Any]] = []
         drift = self.bundle.settings.get("drift") or {}
         self.detector_name, self.drift_on = drift.get("detector"), drift.get("on", "error")
         self.detector = self._new_detector()
@@ -300,24 +299,24 @@ class Service:
                 value = float(not proba or max(proba, key=proba.get) != y)
         else:
             pred = self.model.predict_one(x)
+            if pred is None:  # an abstention has no error to watch
+                return []
             if self.classifier:
                 value = float(pred != y)
             else:
                 value = (y - pred) ** 2 if self.drift_on == "loss" else abs(y - pred)
         self.detector.update(value)
-        events = []
-        for kind in ("warning", "drift"):
-            if getattr(self.detector, f"{kind}_detected", False):
-                event = {
-                    "n_updates": self.n_updates,
-                    "detector": self.detector_name,
-                    "kind": kind,
-                    "statistic": getattr(self.detector, "estimation", None),
-                    "at": _now(),
-                }
-                self.drift_events.append(event)
-                events.append(event)
-        return events
+        return [
+            {
+                "n_updates": self.n_updates,
+                "detector": self.detector_name,
+                "kind": kind,
+                "statistic": getattr(self.detector, "estimation", None),
+                "at": _now(),
+            }
+            for kind in ("warning", "drift")
+            if getattr(self.detector, f"{kind}_detected", False)
+        ]
 
     @staticmethod
     def _instances(body: dict, allowed: tuple[str, ...]) -> list:
