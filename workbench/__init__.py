@@ -11,6 +11,9 @@ __version__ = "0.1.0"
 
 from workbench.errors import ConfigError, DatabaseLockedError, SourceError, WorkbenchError  # noqa: E402
 from workbench.experiment import Run, run  # noqa: E402
+
+# `export` the function shadows the subpackage's name on purpose: wb.export(run, "lr", "bundle/")
+from workbench.export import BundleError, export, verify  # noqa: E402
 from workbench.store import DEFAULT_DB, Store  # noqa: E402
 
 
@@ -22,4 +25,5 @@ def connect(db: str = DEFAULT_DB) -> Store:
 __all__ = [
     "ConfigError", "DatabaseLockedError", "Run", "SourceError", "Store", "WorkbenchError",
     "__version__", "connect", "run",
+    "BundleError", "export", "verify",
 ]

@@ -137,6 +137,68 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from workbench.export import export, load
+
+    path = export(args.run, args.learner, args.output, db=args.db, version=args.version)
+    bundle = load(path)
+    print(f"exported {bundle.learner} v{bundle.version} ({bundle.manifest['model']}) of run "
+          f"{args.run} to {path}\nverify it: workbench verify-bundle {path} --run {args.run} "
+          f"--db {args.db}")
+    return 0
+
+
+def cmd_verify_bundle(args: argparse.Namespace) -> int:
+    from workbench.export import verify
+
+    result = verify(args.bundle, args.run, db=args.db)
+    print(result)
+    return 0 if result.ok else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from workbench.export.app import serve
+
+    serve(args.bundle, host=args.host, port=args.port, token=args.token, state_dir=args.state_dir,
+          checkpoint_every=args.checkpoint_every, max_body_bytes=args.max_body_bytes,
+          protect_predict=args.protect_predict)
+    return 0
+
+
+def add_export_commands(sub, with_db) -> None:
+    p = with_db(sub.add_parser("export", help="write a learner of a run as a production bundle"))
+    p.add_argument("--run", required=True, help="run id (see `workbench runs`)")
+    p.add_argument("--learner", required=True, help="learner name in that run")
+    p.add_argument("--version", type=int, default=None,
+                   help="checkpoint version (default: the latest)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="directory to write the bundle to")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("verify-bundle",
+                       help="replay a run through a bundle; check it predicts what was logged")
+    p.add_argument("bundle", metavar="DIR")
+    p.add_argument("--run", required=True, help="the run the bundle was exported from")
+    p.add_argument("--db", default=None,
+                   help="DuckDB file of runs (default: the one the bundle came from)")
+    p.set_defaults(func=cmd_verify_bundle)
+
+    p = sub.add_parser("serve", help="serve a bundle over HTTP: predict, learn, roll back, metrics")
+    p.add_argument("bundle", metavar="DIR")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--token", default=None,
+                   help="token for /learn and /rollback (default: $WORKBENCH_TOKEN)")
+    p.add_argument("--state-dir", default=None, help="where checkpoints go (default: DIR/state)")
+    p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
+                   help="checkpoint every N updates")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, metavar="N",
+                   help="refuse bodies over N bytes")
+    p.add_argument("--protect-predict", action="store_true",
+                   help="require the token for /predict too")
+    p.set_defaults(func=cmd_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",
@@ -199,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="accuracy")
     p.add_argument("--window", type=int, default=1000, help="events per window of the bootstrap")
     p.set_defaults(func=cmd_ab)
+    return 0
+
+
+    add_export_commands(sub, with_db)
     return parser
 
 

@@ -28,6 +28,7 @@ from workbench.drift.features import FeatureDrift
 from workbench.learners.batch import build as build_baseline
 from workbench.replay.ordering import EventTimeOrder, merge_partitions
 from workbench.replay.pacing import paced
+from workbench.replay.schema import infer as infer_schema
 from workbench.runner import Runner, make_arm, make_batch_arm
 from workbench.supervision import attach
 from workbench.sources import open_source
@@ -149,6 +150,8 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     events: Iterable[Event] = replay.events()
     if delay.kind == "field":
         events = with_field_delay(events, delay.value, has_time)
+    fields, events = infer_schema(events)
+    writer.feature_schema(fields)
     if feature_drift is not None:
         events = feature_drift.watch(events)
     runner = Runner(arms, delay, has_time, qa=replay.qa, batch_size=cfg.replay.batch_size)

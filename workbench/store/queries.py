@@ -89,6 +89,31 @@ class Store:
     def dead_letters(self, run_id: str) -> pd.DataFrame:
         return self.sql("SELECT origin, reason, raw FROM dead_letters WHERE run_id = ? ORDER BY rowid", [run_id])
 
+    def feature_schema(self, run_id: str) -> pd.DataFrame:
+        """The features (and target) the replay saw first: role, name, type, nullable."""
+        return self.sql("SELECT role, name, type, nullable, name_type FROM feature_schema "
+                        "WHERE run_id = ? ORDER BY position", [run_id])
+
+    def checkpoint_state(self, run_id: str, learner: str, version: int | None = None) -> dict:
+        """One checkpoint of a learner with its pickled state (default: the latest version)."""
+        query = "SELECT * FROM checkpoints WHERE run_id = ? AND learner = ?"
+        params: list = [run_id, learner]
+        if version is not None:
+            query += " AND version = ?"
+            params.append(version)
+        df = self.sql(query + " ORDER BY version DESC LIMIT 1", params)
+        if df.empty:
+            have = self.sql("SELECT DISTINCT learner, version FROM checkpoints WHERE run_id = ? "
+                            "ORDER BY learner, version", [run_id])
+            listed = ", ".join(f"{r.learner} v{r.version}" for r in have.itertuples()) or "none"
+            wanted = f"{learner!r}" + (f" version {version}" if version is not None else "")
+            raise WorkbenchError(
+                f"run {run_id!r} has no checkpoint of learner {wanted}; checkpoints: {listed}")
+        row = df.iloc[0].to_dict()
+        row["state"] = bytes(row["state"])
+        row["metrics"] = json.loads(row["metrics"] or "{}")
+        return row
+
     def summary(self, run_id: str) -> pd.DataFrame:
         """One row per learner: events, cumulative metrics, latency and throughput."""
         run = self.run(run_id)

@@ -119,6 +119,15 @@ TABLES = {
         event_time TIMESTAMPTZ,
         behind_s DOUBLE                     -- how far behind events already replayed
     """,
+    "feature_schema": """
+        run_id VARCHAR NOT NULL,
+        position INTEGER NOT NULL,
+        role VARCHAR NOT NULL,              -- feature | target
+        name VARCHAR NOT NULL,
+        type VARCHAR NOT NULL,              -- number | string | boolean | null | any
+        nullable BOOLEAN NOT NULL,          -- absent or None in some of the first events
+        name_type VARCHAR NOT NULL          -- str | int (a feature named by an integer)
+    """,
 }
 
 

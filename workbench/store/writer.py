@@ -111,6 +111,13 @@ class RunWriter:
         if rows:
             self._submit(lambda: self._con.executemany("INSERT INTO true_drifts VALUES (?, ?, ?)", rows))
 
+    def feature_schema(self, fields: list[dict[str, Any]]) -> None:
+        rows = [(self.run_id, i, f["role"], f["name"], f["type"], f["nullable"], f["name_type"])
+                for i, f in enumerate(fields)]
+        if rows:
+            self._submit(lambda: self._con.executemany(
+                "INSERT INTO feature_schema VALUES (?, ?, ?, ?, ?, ?, ?)", rows))
+
     def checkpoint(self, cp: Checkpoint) -> None:
         row = [self.run_id, cp.learner, cp.version, cp.seq, now(), cp.reason, json.dumps(cp.metrics), cp.sha256, cp.state]
         self._submit(lambda: self._con.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row))

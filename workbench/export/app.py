@@ -1,0 +1,354 @@
+"""The HTTP face of a Service: FastAPI routes on uvicorn (uvloop + httptools).
+
+The predict path is kept light: the body is parsed with orjson and validated by a Schema built
+once (no pydantic model per request), and answers are JSON bytes encoded by orjson. Bodies and
+errors are documented in OpenAPI (``/docs``) from the bundle's own feature schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from workbench import __version__
+from workbench.export.service import Refusal, Service, invalid
+
+#: bodies larger than this are refused with 413 (a batch of ~5,000 small records fits)
+MAX_BODY_BYTES = 1 << 20
+TOKEN_ENV = "WORKBENCH_TOKEN"
+_JSON = "application/json"
+_ORJSON = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class Metrics:
+    """Prometheus series of one service (its own registry: two apps in a process never mix)."""
+
+    def __init__(self, service: Service):
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter(
+            "workbench_requests",
+            "HTTP requests by endpoint and status",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "workbench_request_latency_seconds",
+            "Time to answer a request, by endpoint",
+            ["endpoint"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter("workbench_predictions", "Predictions made", registry=r)
+        self.updates = Counter("workbench_updates", "Updates learned from feedback", registry=r)
+        self.drift = Counter(
+            "workbench_drift_events", "Drift detector alarms", ["detector", "kind"], registry=r
+        )
+        self.checkpoints = Counter(
+            "workbench_checkpoints", "Checkpoints written, by reason", ["reason"], registry=r
+        )
+        Gauge("workbench_model_version", "Version of the model answering", registry=r).set_function(
+            lambda: service.version
+        )
+        Gauge(
+            "workbench_lost_updates",
+            "Updates lost at the last restart (applied after the last checkpoint)",
+            registry=r,
+        ).set_function(lambda: service.lost_updates)
+
+
+def create_app(
+    service: Service,
+    token: str | None = None,
+    protect_predict: bool = False,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The app serving ``service``; ``token`` (default: $WORKBENCH_TOKEN) guards learn and
+    rollback, and predict too with ``protect_predict``."""
+    token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+    m = service.bundle.manifest
+    app = FastAPI(
+        title=f"workbench: {m['learner']} of run {m['run_id']}",
+        version=__version__,
+        description=f"{m['model']} exported from run {m['run_id']} ({m['run_name']}), "
+        f"version {m['version']}. Send `Authorization: Bearer <token>` to /learn and /rollback.",
+    )
+    metrics = Metrics(service)
+    # one thread: checkpoints land in the order they were taken
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-checkpoint")
+    app.state.service, app.state.metrics = service, metrics
+
+    def shutdown() -> None:
+        """A stop asked for (SIGTERM, Ctrl-C) loses nothing: updates since the last
+        checkpoint go into a 'final' one."""
+        if service.unsaved():
+            writer.submit(service.persist, service.snapshot("final")).result()
+        writer.shutdown(wait=True)
+
+    app.router.on_shutdown.append(shutdown)
+
+    def authorize(request: Request) -> None:
+        if token is None:
+            raise Refusal(
+                403,
+                "this endpoint needs a token, and the service was started without one: "
+                f"start it with --token or ${TOKEN_ENV}",
+            )
+        sent = request.headers.get("authorization", "")
+        if not sent.startswith("Bearer "):
+            raise Refusal(
+                401,
+                "missing token: send the header 'Authorization: Bearer <token>'",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        if not hmac.compare_digest(sent[7:].encode(), token.encode()):
+            raise Refusal(403, "wrong token")
+
+    async def body_of(request: Request, empty: dict | None = None) -> dict:
+        """The JSON object a request carries (``empty`` stands for no body, where allowed)."""
+        length = request.headers.get("content-length")
+        if length is not None and not length.isdigit():
+            raise Refusal(400, f"Content-Length {length!r} is not a number of bytes")
+        if length is not None and int(length) > max_body_bytes:
+            raise Refusal(
+                413, f"body of {int(length):,} bytes is over the limit of {max_body_bytes:,}"
+            )
+        if length is not None:
+            raw = await request.body()
+        else:
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_body_bytes:
+                    raise Refusal(413, f"body is over the limit of {max_body_bytes:,} bytes")
+                chunks.append(chunk)
+            raw = b"".join(chunks)
+        if empty is not None and not raw.strip():
+            return empty
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            try:  # the stdlib reads NaN and Infinity, so the schema can name the field holding one
+                data = json.loads(raw)
+            except ValueError as exc:
+                raise Refusal(
+                    422, [invalid(["body"], f"invalid JSON: {exc}", "json_invalid")]
+                ) from None
+        if type(data) is not dict:
+            raise Refusal(422, [invalid(["body"], "expected a JSON object", "dict_type")])
+        return data
+
+    async def persist(snapshot: tuple[dict, bytes], reason: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(writer, service.persist, snapshot)
+        metrics.checkpoints.labels(reason).inc()
+
+    def endpoint(name: str, work: Callable[[Request], Awaitable[Any]], guarded: bool) -> Callable:
+        latency, ok = metrics.latency.labels(name), metrics.requests.labels(name, "200")
+
+        async def handler(request: Request) -> Response:
+            started = perf_counter()
+            try:
+                if guarded:
+                    authorize(request)
+                answer = await work(request)
+            except Refusal as exc:
+                metrics.requests.labels(name, str(exc.status)).inc()
+                latency.observe(perf_counter() - started)
+                return Response(
+                    orjson.dumps({"detail": exc.detail}), exc.status, exc.headers, _JSON
+                )
+            content = answer if type(answer) is bytes else orjson.dumps(answer, option=_ORJSON)
+            ok.inc()
+            latency.observe(perf_counter() - started)
+            return Response(content, 200, None, _JSON)
+
+        handler.__name__ = name
+        return handler
+
+    async def predict(request: Request) -> dict:
+        answer = service.predict(await body_of(request))
+        metrics.predictions.inc(len(answer.get("predictions", ())) or 1)
+        return answer
+
+    async def learn(request: Request) -> dict:
+        body = await body_of(request)
+        answer, snapshot = service.learn(body)
+        metrics.updates.inc(answer["learned"])
+        for event in answer["drift"]:
+            metrics.drift.labels(event["detector"], event["kind"]).inc()
+        if snapshot is not None:
+            await persist(snapshot, "scheduled")
+        return answer
+
+    async def rollback(request: Request) -> dict:
+        answer, snapshot = service.rollback(await body_of(request, empty={}))
+        await persist(snapshot, "rollback")
+        return answer
+
+    async def health(request: Request) -> dict:
+        return {
+            "status": "ok",
+            "version": service.version,
+            "n_updates": service.n_updates,
+            "lost_updates": service.lost_updates,
+        }
+
+    async def version(request: Request) -> dict:
+        return service.info()
+
+    async def versions(request: Request) -> dict:
+        return {"current": service.version, "versions": service.versions}
+
+    async def prometheus(request: Request) -> bytes:
+        return generate_latest(metrics.registry)
+
+    bodies = _openapi_bodies(service)
+    routes = [
+        ("/predict", "POST", predict, protect_predict, "Predict one record or a batch"),
+        ("/learn", "POST", learn, True, "Learn from labelled feedback (needs the token)"),
+        ("/rollback", "POST", rollback, True, "Serve an earlier version again (needs the token)"),
+        ("/health", "GET", health, False, "Liveness, current version, updates lost at start"),
+        ("/version", "GET", version, False, "The model served and where it came from"),
+        ("/versions", "GET", versions, False, "Every version: the bundle's and each checkpoint"),
+    ]
+    for path, method, work, guarded, summary in routes:
+        app.add_api_route(
+            path,
+            endpoint(path.strip("/"), work, guarded),
+            methods=[method],
+            summary=summary,
+            openapi_extra=bodies.get(path),
+            response_class=Response,
+        )
+    metrics_route = endpoint("metrics", prometheus, False)
+
+    async def metrics_text(request: Request) -> Response:
+        response = await metrics_route(request)
+        response.headers["content-type"] = CONTENT_TYPE_LATEST
+        return response
+
+    app.add_api_route(
+        "/metrics",
+        metrics_text,
+        methods=["GET"],
+        summary="Prometheus metrics",
+        response_class=Response,
+    )
+    return app
+
+
+def _openapi_bodies(service: Service) -> dict[str, dict]:
+    """Request bodies in OpenAPI, written from the bundle's schema (the routes parse by hand)."""
+    kinds = {
+        "number": {"type": "number"},
+        "string": {"type": "string"},
+        "boolean": {"type": "boolean"},
+    }
+    props = {f["name"]: kinds.get(f["type"], {}) for f in service.bundle.features}
+    required = [f["name"] for f in service.bundle.features if not f["nullable"]]
+    features = {
+        "type": "object",
+        "properties": props,
+        "required": required,
+        "additionalProperties": False,
+    }
+    label = kinds.get(service.bundle.target["type"], {})
+
+    def body(*options: dict) -> dict:
+        return {
+            "requestBody": {
+                "required": True,
+                "content": {_JSON: {"schema": {"oneOf": list(options)}}},
+            }
+        }
+
+    return {
+        "/predict": body(
+            {"type": "object", "properties": {"features": features}, "required": ["features"]},
+            {
+                "type": "object",
+                "properties": {"instances": {"type": "array", "items": features}},
+                "required": ["instances"],
+            },
+        ),
+        "/learn": body(
+            {
+                "type": "object",
+                "properties": {"features": features, "label": label},
+                "required": ["features", "label"],
+            },
+            {
+                "type": "object",
+                "properties": {
+                    "instances": {"type": "array", "items": features},
+                    "labels": {"type": "array", "items": label},
+                },
+                "required": ["instances", "labels"],
+            },
+        ),
+        "/rollback": {
+            "requestBody": {
+                "required": False,
+                "content": {
+                    _JSON: {
+                        "schema": {"type": "object", "properties": {"version": {"type": "integer"}}}
+                    }
+                },
+            }
+        },
+    }
+
+
+def serve(
+    bundle: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    token: str | None = None,
+    state_dir: str | Path | None = None,
+    checkpoint_every: int = 1000,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    protect_predict: bool = False,
+) -> None:
+    """Serve ``bundle`` until interrupted (one process: the model's state lives in it)."""
+    import uvicorn
+
+    service = Service(bundle, state_dir, checkpoint_every)
+    app = create_app(service, token, protect_predict, max_body_bytes)
+    m = service.bundle.manifest
+    print(f"workbench serve: {service.message}", flush=True)
+    print(
+        f"workbench serve: {m['learner']} ({m['model']}) of run {m['run_id']} "
+        f"on http://{host}:{port} "
+        f"(docs: /docs)",
+        flush=True,
+    )
+    try:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_level="warning",
+        )
+    finally:
+        service.close()

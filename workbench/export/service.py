@@ -1,0 +1,458 @@
+"""The served model: predicts, learns from feedback, checkpoints atomically, rolls back.
+
+Everything that touches the model runs on the event loop's thread, between two awaits, so
+concurrent requests are applied one at a time without a lock: learning is safe under
+concurrency by construction. Only finished snapshots (bytes) go to a writer thread.
+
+State lives in ``state_dir``: ``vNNNNNN.pkl`` + ``vNNNNNN.json`` per checkpoint (each written to a
+temporary file, fsynced, then renamed: a reader never sees half a checkpoint) and ``updates``,
+the number of updates applied so far, rewritten in place after every update (one ``pwrite``,
+which survives ``kill -9``). On start the newest intact checkpoint is restored, and the gap
+between ``updates`` and that checkpoint is the number of updates lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import pickle
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from workbench.export.bundle import Bundle, BundleError, load
+from workbench.learners.registry import resolve
+
+_MISSING = object()
+_COUNTER_WIDTH = 20
+
+
+class Refusal(Exception):
+    """A request the service refuses: an HTTP status and a JSON-able detail."""
+
+    def __init__(self, status: int, detail: Any, headers: dict[str, str] | None = None):
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+        super().__init__(str(detail))
+
+
+def invalid(loc: list, msg: str, kind: str) -> dict[str, Any]:
+    """One validation error in FastAPI's own shape, so clients parse one format of 422."""
+    return {"loc": loc, "msg": msg, "type": kind}
+
+
+_CHECKS = {
+    "number": (lambda v: type(v) in (int, float), "a number"),
+    "string": (lambda v: type(v) is str, "a string"),
+    "boolean": (lambda v: type(v) is bool, "true or false"),
+}
+
+
+class Schema:
+    """The manifest's feature schema as a validator: missing, extra, wrongly typed or
+    non-finite values are errors naming the field."""
+
+    def __init__(self, features: list[dict[str, Any]], target: dict[str, Any]):
+        self.names = frozenset(f["name"] for f in features)
+        self.fields = [(f["name"], _CHECKS.get(f["type"]), f["nullable"]) for f in features]
+        # features the model knows by an integer name arrive as text: "3" → 3
+        self.keys = {f["name"]: int(f["name"]) for f in features if f.get("name_type") == "int"}
+        self.target = _CHECKS.get(target["type"])
+
+    def features(self, x: Any, loc: list) -> dict:
+        if type(x) is not dict:
+            raise Refusal(
+                422,
+                [invalid(loc, "expected an object mapping feature names to values", "dict_type")],
+            )
+        errors = [
+            invalid(
+                [*loc, name], "extra feature: the model was not trained on it", "extra_forbidden"
+            )
+            for name in x.keys() - self.names
+        ]
+        for name, check, nullable in self.fields:
+            value = x.get(name, _MISSING)
+            if value is _MISSING or value is None:
+                if not nullable:
+                    errors.append(invalid([*loc, name], "missing feature", "missing"))
+            elif check is not None and not check[0](value):
+                errors.append(
+                    invalid(
+                        [*loc, name], f"expected {check[1]}, got {json.dumps(value)}", "type_error"
+                    )
+                )
+            elif type(value) is float and not math.isfinite(value):
+                errors.append(
+                    invalid([*loc, name], f"must be a finite number, got {value}", "finite_number")
+                )
+        if errors:
+            raise Refusal(422, errors)
+        if None in x.values():  # River's convention for a missing value is an absent key
+            x = {k: v for k, v in x.items() if v is not None}
+        if self.keys:
+            x = {self.keys.get(k, k): v for k, v in x.items()}
+        return x
+
+    def label(self, y: Any, loc: list) -> Any:
+        if y is None:
+            raise Refusal(422, [invalid(loc, "missing label", "missing")])
+        if self.target is not None and not self.target[0](y):
+            raise Refusal(
+                422, [invalid(loc, f"expected {self.target[1]}, got {json.dumps(y)}", "type_error")]
+            )
+        if type(y) is float and not math.isfinite(y):
+            raise Refusal(422, [invalid(loc, f"must be a finite number, got {y}", "finite_number")])
+        return y
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class Service:
+    """A bundle's model, live: ``predict``, ``learn``, ``rollback``, ``checkpoint``."""
+
+    def __init__(
+        self,
+        bundle: str | Path | Bundle,
+        state_dir: str | Path | None = None,
+        checkpoint_every: int = 1000,
+    ):
+        self.bundle = bundle if isinstance(bundle, Bundle) else load(bundle)
+        self.state_dir = Path(state_dir) if state_dir else self.bundle.path / "state"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_every = checkpoint_every
+        manifest = self.bundle.manifest
+        self.schema = Schema(self.bundle.features, self.bundle.target)
+        self.classifier = manifest["task"] != "regression"
+        self.model = self.bundle.model
+        self.proba = self.classifier and _gives_proba(self.model)
+        drift = self.bundle.settings.get("drift") or {}
+        self.detector_name, self.drift_on = drift.get("detector"), drift.get("on", "error")
+        self.detector = self._new_detector()
+        self.bundle_sha256 = manifest["files"]["model.pkl"]
+        self._counter = os.open(self.state_dir / "updates", os.O_RDWR | os.O_CREAT, 0o644)
+        self.versions = [
+            {
+                "version": self.bundle.version,
+                "reason": "bundle",
+                "n_updates": 0,
+                "created_at": manifest["created_at"],
+                "sha256": manifest["files"]["model.pkl"],
+            }
+        ]
+        self.version, self.n_updates, self.lost_updates = self.bundle.version, 0, 0
+        self._resume()
+
+    # -- start ----------------------------------------------------------------------------------
+    def _new_detector(self) -> Any:
+        if not self.detector_name:
+            return None
+        params = (self.bundle.settings.get("drift") or {}).get("params") or {}
+        return resolve(self.detector_name, "drift.detector")(**params)
+
+    def _resume(self) -> None:
+        """Restore the newest intact checkpoint; count updates applied after it as lost."""
+        applied = self._read_counter()
+        metas = sorted(
+            (json.loads(p.read_text()) for p in self.state_dir.glob("v*.json")),
+            key=lambda m: m["version"],
+        )
+        restored = None
+        for meta in metas:
+            if meta.get("bundle_sha256") != self.bundle_sha256:
+                raise BundleError(
+                    f"{self.state_dir} holds checkpoints of another bundle: give this one its own "
+                    "--state-dir"
+                )
+            state = (self.state_dir / f"v{meta['version']:06d}.pkl").read_bytes()
+            if hashlib.sha256(state).hexdigest() != meta["sha256"]:
+                print(
+                    f"workbench serve: checkpoint v{meta['version']} does not match its SHA-256; "
+                    "skipped",
+                    file=sys.stderr,
+                )
+                continue
+            self.versions.append(meta)
+            restored = (meta, state)
+        if restored is None:
+            self.lost_updates = applied  # none of the updates since the bundle were checkpointed
+            self.message = f"serving {self.bundle.learner} v{self.version} from the bundle"
+        else:
+            meta, state = restored
+            self.model, self.detector = _unpack(state)
+            self.version, self.n_updates = meta["version"], meta["n_updates"]
+            self.lost_updates = max(0, applied - meta["n_updates"])
+            self.message = f"resumed from checkpoint v{self.version} ({self.n_updates:,} updates)"
+        if self.lost_updates:
+            self.message += (
+                f"; lost {self.lost_updates:,} updates applied after the last checkpoint"
+            )
+        self._write_counter()
+
+    def _read_counter(self) -> int:
+        raw = os.pread(self._counter, _COUNTER_WIDTH, 0).strip()
+        return int(raw) if raw else 0
+
+    def _write_counter(self) -> None:
+        os.pwrite(self._counter, b"%020d" % self.n_updates, 0)
+
+    # -- requests -------------------------------------------------------------------------------
+    def predict_one(self, x: dict) -> dict[str, Any]:
+        if self.proba:
+            proba = self.model.predict_proba_one(x)
+            return {
+                "prediction": max(proba, key=proba.get) if proba else None,
+                "proba": proba,
+                "version": self.version,
+            }
+        return {"prediction": self.model.predict_one(x), "version": self.version}
+
+    def predict(self, body: dict) -> dict[str, Any]:
+        if "features" in body:
+            _only(body, ("features",))
+            return self.predict_one(self.schema.features(body["features"], ["body", "features"]))
+        instances = self._instances(body, ("instances",))
+        xs = [self.schema.features(x, ["body", "instances", i]) for i, x in enumerate(instances)]
+        if self.proba:
+            probas = [self.model.predict_proba_one(x) for x in xs]
+            return {
+                "predictions": [max(p, key=p.get) if p else None for p in probas],
+                "probas": probas,
+                "version": self.version,
+            }
+        return {"predictions": [self.model.predict_one(x) for x in xs], "version": self.version}
+
+    def learn(self, body: dict) -> tuple[dict[str, Any], tuple[dict[str, Any], bytes] | None]:
+        """Learn labelled records; returns the answer and, when one is due, a checkpoint."""
+        if "features" in body:
+            _only(body, ("features", "label"))
+            pairs = [
+                (
+                    self.schema.features(body["features"], ["body", "features"]),
+                    self.schema.label(body.get("label"), ["body", "label"]),
+                )
+            ]
+        else:
+            instances = self._instances(body, ("instances", "labels"))
+            labels = body.get("labels")
+            if type(labels) is not list or len(labels) != len(instances):
+                raise Refusal(
+                    422,
+                    [
+                        invalid(
+                            ["body", "labels"],
+                            f"expected a list of {len(instances)} labels, one per instance",
+                            "list_type",
+                        )
+                    ],
+                )
+            pairs = [
+                (
+                    self.schema.features(x, ["body", "instances", i]),
+                    self.schema.label(y, ["body", "labels", i]),
+                )
+                for i, (x, y) in enumerate(zip(instances, labels, strict=True))
+            ]
+        drifts = []
+        for x, y in pairs:  # validated in full before the first update: a bad batch changes nothing
+            if self.detector is not None:
+                drifts += self._watch(x, y)
+            self.model.learn_one(x, y)
+            self.n_updates += 1
+        self._write_counter()
+        snapshot = None
+        if self.unsaved() >= self.checkpoint_every:
+            snapshot = self.snapshot()
+        return {
+            "learned": len(pairs),
+            "n_updates": self.n_updates,
+            "version": self.version,
+            "drift": drifts,
+        }, snapshot
+
+    def unsaved(self) -> int:
+        """Updates learned since the newest version was taken."""
+        return self.n_updates - self.versions[-1]["n_updates"]
+
+    def _watch(self, x: dict, y: Any) -> list[dict[str, Any]]:
+        """Feed the detector the error (or loss) of the prediction made before learning."""
+        if self.proba:
+            proba = self.model.predict_proba_one(x)
+            if self.drift_on == "loss":
+                value = -math.log(max(proba.get(y, 0.0), 1e-15))
+            else:
+                value = float(not proba or max(proba, key=proba.get) != y)
+        else:
+            pred = self.model.predict_one(x)
+            if pred is None:  # an abstention has no error to watch
+                return []
+            if self.classifier:
+                value = float(pred != y)
+            else:
+                value = (y - pred) ** 2 if self.drift_on == "loss" else abs(y - pred)
+        self.detector.update(value)
+        return [
+            {
+                "n_updates": self.n_updates,
+                "detector": self.detector_name,
+                "kind": kind,
+                "statistic": getattr(self.detector, "estimation", None),
+                "at": _now(),
+            }
+            for kind in ("warning", "drift")
+            if getattr(self.detector, f"{kind}_detected", False)
+        ]
+
+    @staticmethod
+    def _instances(body: dict, allowed: tuple[str, ...]) -> list:
+        _only(body, allowed)
+        instances = body.get("instances")
+        if type(instances) is not list or not instances:
+            raise Refusal(
+                422,
+                [
+                    invalid(
+                        ["body", "instances"],
+                        "expected a non-empty list of feature objects "
+                        '(or send one record as {"features": {...}})',
+                        "list_type",
+                    )
+                ],
+            )
+        return instances
+
+    # -- versions -------------------------------------------------------------------------------
+    def snapshot(
+        self, reason: str = "scheduled", restored_from: int | None = None
+    ) -> tuple[dict[str, Any], bytes]:
+        """Start a new version from the current model (and detector); the caller persists it
+        with ``persist``, off the event loop."""
+        state = pickle.dumps({"model": self.model, "detector": self.detector}, protocol=5)
+        self.version = max(v["version"] for v in self.versions) + 1
+        meta = {
+            "version": self.version,
+            "reason": reason,
+            "n_updates": self.n_updates,
+            "created_at": _now(),
+            "sha256": hashlib.sha256(state).hexdigest(),
+            "bundle_sha256": self.bundle_sha256,
+        }
+        if restored_from is not None:
+            meta["restored_from"] = restored_from
+        self.versions.append(meta)
+        return meta, state
+
+    def persist(self, snapshot: tuple[dict[str, Any], bytes]) -> None:
+        """Write a snapshot: state first, then its meta (the meta marks it complete)."""
+        meta, state = snapshot
+        stem = self.state_dir / f"v{meta['version']:06d}"
+        _write_atomic(stem.with_suffix(".pkl"), state)
+        _write_atomic(stem.with_suffix(".json"), json.dumps(meta).encode())
+        fd = os.open(self.state_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def rollback(self, body: dict) -> tuple[dict[str, Any], tuple[dict[str, Any], bytes]]:
+        _only(body, ("version",))
+        current = self.version
+        target = body.get("version")
+        if target is None:
+            older = [v["version"] for v in self.versions if v["version"] < current]
+            if not older:
+                raise Refusal(409, f"version {current} has no earlier version to roll back to")
+            target = max(older)
+        if type(target) is not int:
+            raise Refusal(
+                422,
+                [
+                    invalid(
+                        ["body", "version"],
+                        f"expected an integer version, got {json.dumps(target)}",
+                        "int_type",
+                    )
+                ],
+            )
+        meta = next((v for v in self.versions if v["version"] == target), None)
+        if meta is None:
+            have = ", ".join(str(v["version"]) for v in self.versions)
+            raise Refusal(404, f"no version {target}; versions: {have}")
+        self.model, self.detector = self._state_of(meta)
+        snapshot = self.snapshot("rollback", restored_from=target)
+        return {"version": self.version, "restored": target, "previous": current}, snapshot
+
+    def _state_of(self, meta: dict[str, Any]) -> tuple[Any, Any]:
+        """The model and detector of a version (the bundle's comes with a fresh detector)."""
+        if meta["reason"] == "bundle":
+            # loaded and verified again: the bundle may have changed on disk since the start
+            return load(self.bundle.path).model, self._new_detector()
+        state = (self.state_dir / f"v{meta['version']:06d}.pkl").read_bytes()
+        if hashlib.sha256(state).hexdigest() != meta["sha256"]:
+            raise BundleError(
+                f"checkpoint v{meta['version']} in {self.state_dir} does not match its SHA-256"
+            )
+        return _unpack(state)
+
+    def info(self) -> dict[str, Any]:
+        m = self.bundle.manifest
+        return {
+            "version": self.version,
+            "learner": m["learner"],
+            "model": m["model"],
+            "task": m["task"],
+            "run_id": m["run_id"],
+            "bundle_version": m["version"],
+            "n_updates": self.n_updates,
+            "lost_updates": self.lost_updates,
+            "drift_detector": self.detector_name,
+            "versions_at_export": m["versions"],
+        }
+
+    def close(self) -> None:
+        os.close(self._counter)
+
+
+def _only(body: dict, allowed: tuple[str, ...]) -> None:
+    extra = [k for k in body if k not in allowed]
+    if extra:
+        raise Refusal(
+            422,
+            [
+                invalid(
+                    ["body", k], f"unknown field; allowed: {', '.join(allowed)}", "extra_forbidden"
+                )
+                for k in extra
+            ],
+        )
+
+
+def _unpack(state: bytes) -> tuple[Any, Any]:
+    """A checkpoint's model and drift detector (call only once its SHA-256 matched)."""
+    saved = pickle.loads(state)
+    return saved["model"], saved["detector"]
+
+
+def _gives_proba(model: Any) -> bool:
+    try:
+        model.predict_proba_one({})
+    except NotImplementedError:
+        return False
+    except Exception:  # an untrained model may fail on an empty dict for other reasons
+        return True
+    return True
