@@ -261,8 +261,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="accuracy")
     p.add_argument("--window", type=int, default=1000, help="events per window of the bootstrap")
     p.set_defaults(func=cmd_ab)
-    return 0
-
 
     add_export_commands(sub, with_db)
     return parser
