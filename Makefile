@@ -37,3 +37,9 @@ bench: $(VENV)/.installed-test
 
 clean:
 	rm -rf runs reports .pytest_cache
+
+.PHONY: bench-kafka
+bench-kafka: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/kafka_parse_rate.py
+	$(BIN)/python benchmarks/kafka_replay_memory.py
+	$(BIN)/python benchmarks/minibatch.py

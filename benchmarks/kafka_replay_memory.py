@@ -3,10 +3,11 @@
 The same kind of dump (3 interleaved partitions, labels in the messages) is made at each size in
 --sizes, and each is replayed by ``workbench.run`` (event-time ordering, one learner of bounded
 memory, every step logged to DuckDB) in a fresh process that reports its own peak resident
-memory. Target: the
-largest dump (>= 2,000,000 messages) peaks within 1.25x of the smallest.
+memory. Target: the largest dump (>= 2,000,000 messages) peaks within 1.10x of the smallest.
+The smallest is large enough for the fixed-size buffers to fill: the writer's queue (16 batches
+of 8,192 steps waiting for DuckDB) and DuckDB's cache (capped by the writer's memory_limit).
 
-    python benchmarks/kafka_replay_memory.py [--sizes 200000 2000000]
+    python benchmarks/kafka_replay_memory.py [--sizes 500000 1000000 2000000]
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[200_000, 2_000_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500_000, 1_000_000, 2_000_000])
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,7 +73,7 @@ def main() -> None:
     growth = results[-1]["peak_mb"] / results[0]["peak_mb"]
     print(
         f"peak memory {args.sizes[-1]:,} vs {args.sizes[0]:,} messages: {growth:.2f}x "
-        f"(target: flat, <= 1.25x: {'met' if growth <= 1.25 else 'NOT met'})"
+        f"(target: flat, <= 1.10x: {'met' if growth <= 1.10 else 'NOT met'})"
     )
 
 

@@ -383,3 +383,17 @@ def test_the_sample_dump_replays_with_every_count(db):
         .apply(lambda s: sorted(s) == list(range(info["n_events"])))
         .all()
     )
+
+
+def test_a_clean_block_takes_the_fast_path_and_a_bad_one_does_not():
+    import pyarrow as pa
+
+    config = SourceConfig(kind="kafka_dump", target="y", time="kafka")
+    values = [json.dumps({"a": i, "n": {"b": "x"}, "y": i % 2 == 0}).encode() for i in range(50)]
+    ts = pa.array([T0 + i for i in range(50)], pa.int64())
+    events = Decoder(config, None).block(["t"] * 50, [0] * 50, list(range(50)), ts,
+                                         b"\n".join(values), 50)
+    assert [ev.x for ev in events[:2]] == [{"a": 0, "n.b": "x"}, {"a": 1, "n.b": "x"}]
+    with pytest.raises(_Fallback):
+        Decoder(config, None).block(["t"] * 50, [0] * 50, list(range(50)), ts,
+                                    b"\n".join(values[:49] + [b"[1]"]), 50)

@@ -153,6 +153,18 @@ def test_stop_conditions_and_start_offsets(kafka, db):
     assert wb.run(cfg, db=db, progress=False).info["n_events"] == 30
 
 
+def test_a_group_resumes_where_it_left_off(kafka, db):
+    produce(kafka, n=30)
+    cfg = config({"kind": "kafka", "bootstrap_servers": kafka.bootstrap, "topics": ["apps"],
+                  "target": "a", "group_id": "team"})
+    cfg["source"]["task"] = "regression"
+    cfg["learners"] = [{"name": "mean", "model": "river.dummy.StatisticRegressor",
+                        "params": {"statistic": {"model": "river.stats.Mean"}}}]
+    cfg["metrics"] = ["mae"]
+    assert wb.run(cfg, db=db, progress=False).info["n_events"] == 30
+    assert wb.run(cfg, db=db, progress=False).info["n_events"] == 0  # its offsets were committed
+
+
 def test_an_unknown_topic_is_an_error_naming_it(kafka, db):
     with pytest.raises(wb.SourceError, match="'nope'"):
         wb.run(

@@ -75,7 +75,7 @@ def messages(
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap_servers,
-            # A group given by the user resumes from its committed offsets; else a throwaway one.
+            # A group given by the user resumes from (and commits) its offsets; else a throwaway.
             "group.id": group_id or f"workbench-{secrets.token_hex(4)}",
             "enable.auto.commit": group_id is not None,
             "auto.offset.reset": "latest" if start == "latest" else "earliest",
@@ -86,19 +86,20 @@ def messages(
         remaining: dict[tuple[str, int], int] = {}
         assignment = []
         for topic in topics:
-            partitions = _partitions(consumer, topic)
-            assignment += _start_offsets(consumer, topic, partitions, start)
-            if stop.end_offsets:
-                for p in partitions:
-                    low, high = consumer.get_watermark_offsets(
-                        TopicPartition(topic, p), timeout=METADATA_TIMEOUT
-                    )
-                    if high > low:
-                        remaining[(topic, p)] = high
-        if group_id is not None:
-            consumer.subscribe(topics)
-        else:
-            consumer.assign(assignment)
+            starts = _start_offsets(consumer, topic, _partitions(consumer, topic), start)
+            if group_id is not None:  # resume where the group left off, where it has
+                committed = consumer.committed(starts, timeout=METADATA_TIMEOUT)
+                starts = [c if c.offset >= 0 else s for c, s in zip(committed, starts, strict=True)]
+            assignment += starts
+            for tp in starts if stop.end_offsets else []:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, tp.partition), timeout=METADATA_TIMEOUT
+                )
+                # OFFSET_END, or -1 from a broker asked for a time after the last message
+                first = low if tp.offset == OFFSET_BEGINNING else tp.offset
+                if first >= 0 and high > max(first, low):
+                    remaining[(topic, tp.partition)] = high
+        consumer.assign(assignment)
         yield from _poll(consumer, remaining, stop)
     finally:
         consumer.close()

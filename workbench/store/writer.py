@@ -21,6 +21,10 @@ from workbench.versioning import Checkpoint
 
 
 
+#: DuckDB memory of the writer's connection (it only appends)
+WRITER_MEMORY_LIMIT = "64MB"
+
+
 def _text(values: list) -> pa.Array:
     """Labels as text: one Arrow cast when the labels share a type, else str() each."""
     try:
@@ -81,6 +85,10 @@ class RunWriter:
         self._con = schema.connect(path)
         # One DuckDB thread: the replay needs the other core more than the insert does.
         self._con.execute("SET threads = 1")
+        # Written pages are on disk: a small cache keeps the replay's memory flat however long
+        # the stream (by default DuckDB caches them up to 80% of RAM; measured in
+        # benchmarks/kafka_replay_memory.py).
+        self._con.execute(f"SET memory_limit = '{WRITER_MEMORY_LIMIT}'")
         schema.create(self._con)
         self._thread = threading.Thread(target=self._work, name=f"workbench-writer-{run_id}", daemon=True)
         self._thread.start()
