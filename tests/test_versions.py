@@ -37,7 +37,8 @@ def test_a_checkpoint_loaded_again_predicts_what_the_model_predicted_when_saved(
         steps = store.steps(run.id, cp.learner)
         first = steps[steps.model_version == cp.version].iloc[0]  # the first prediction it made
         assert first.seq == cp.seq
-        model = restore(*store.checkpoint_state(run.id, cp.learner, cp.version))
+        saved = store.checkpoint_state(run.id, cp.learner, cp.version)
+        model = restore(saved["state"], saved["sha256"])
         proba = model.predict_proba_one(data[first.seq][0])
         y_pred = max(proba, key=proba.get)
         assert pa.array([y_pred]).cast(pa.string())[0].as_py() == first.y_pred  # as the store writes it
@@ -62,7 +63,7 @@ def test_manual_rollback_through_the_api_and_the_cli(db, capsys):
     cps = store.checkpoints(run.id).set_index(["learner", "version"])
     assert cps.loc[("lr", 6), "reason"] == "rollback"
     assert cps.loc[("lr", 6), "sha256"] == cps.loc[("lr", 2), "sha256"]
-    assert store.checkpoint_state(run.id, "lr")[1] == cps.loc[("lr", 2), "sha256"]  # now current
+    assert store.checkpoint_state(run.id, "lr")["sha256"] == cps.loc[("lr", 2), "sha256"]  # now current
 
     assert main(["rollback", run.id, "tree", "--db", str(db)]) == 0  # default: the one before
     out = capsys.readouterr().out

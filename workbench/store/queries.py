@@ -216,19 +216,6 @@ class Store:
         return self.sql("SELECT * EXCLUDE (run_id, state), octet_length(state) AS size FROM checkpoints "
                         "WHERE run_id = ? ORDER BY learner, version", [run_id])
 
-    def checkpoint_state(self, run_id: str, learner: str, version: int | None = None) -> tuple[bytes, str]:
-        """The pickled state and SHA-256 of a checkpoint (the latest if ``version`` is None)."""
-        query = ("SELECT state, sha256 FROM checkpoints WHERE run_id = ? AND learner = ?"
-                 + (" AND version = ?" if version is not None else "") + " ORDER BY version DESC LIMIT 1")
-        with self._connect() as con:
-            row = con.execute(query, [run_id, learner] + ([version] if version is not None else [])).fetchone()
-        if row is None:
-            kept = self.checkpoints(run_id)
-            kept = kept[kept.learner == learner].version.tolist()
-            raise WorkbenchError(f"no checkpoint {'version ' + str(version) + ' ' if version is not None else ''}"
-                                 f"of learner {learner!r} in run {run_id!r}; kept versions: {kept or 'none'}")
-        return bytes(row[0]), row[1]
-
     def rollback(self, run_id: str, learner: str, to_version: int | None = None,
                  reason: str = "manual") -> pd.DataFrame:
         """Make checkpoint ``to_version`` (default: the one before the latest) the learner's
@@ -243,7 +230,8 @@ class Store:
             if len(kept) < 2:
                 raise WorkbenchError(f"learner {learner!r} has only one checkpoint (version {latest.version}): nothing to roll back to")
             to_version = int(kept.version.iloc[-2])
-        state, sha = self.checkpoint_state(run_id, learner, to_version)
+        cp = self.checkpoint_state(run_id, learner, to_version)
+        state, sha = cp["state"], cp["sha256"]
         target = kept[kept.version == to_version].iloc[0]
         new_version = int(latest.version) + 1
         with self._connect() as con:
