@@ -138,8 +138,11 @@ class RunWriter:
             self.checkpoint(cp)
         if batch.checkpoints and self.keep is not None:
             self._submit(lambda learner=batch.learner: self._prune(learner))
-        for table, rows in (("drift_events", batch.drift_events), ("rollbacks", batch.rollbacks),
-                            ("refits", batch.refits)):
+        for table, rows in (
+            ("drift_events", batch.drift_events),
+            ("rollbacks", batch.rollbacks),
+            ("refits", batch.refits),
+        ):
             if rows:
                 self._submit(lambda t=table, r=rows, lr=batch.learner: self._insert_rows(t, lr, r))
 
@@ -147,22 +150,30 @@ class RunWriter:
         if table == "rollbacks":  # created_at sits between reason and new_version
             rows = [(*r[:4], now(), r[4]) for r in rows]
         marks = ", ".join("?" * (len(rows[0]) + 2))
-        self._con.executemany(f"INSERT INTO {table} VALUES ({marks})", [(self.run_id, learner, *r) for r in rows])
+        self._con.executemany(
+            f"INSERT INTO {table} VALUES ({marks})", [(self.run_id, learner, *r) for r in rows]
+        )
 
     def _prune(self, learner: str) -> None:
         """Keep the last ``keep`` checkpoints of a learner (its final one is always kept)."""
         self._con.execute(
-            "DELETE FROM checkpoints WHERE run_id = $run AND learner = $learner AND reason <> 'final' "
-            "AND version NOT IN (SELECT version FROM checkpoints WHERE run_id = $run AND learner = $learner "
-            "AND reason <> 'final' ORDER BY version DESC LIMIT $keep)",
-            {"run": self.run_id, "learner": learner, "keep": self.keep})
+            "DELETE FROM checkpoints WHERE run_id = $run AND learner = $learner "
+            "AND reason <> 'final' AND version NOT IN (SELECT version FROM checkpoints "
+            "WHERE run_id = $run AND learner = $learner AND reason <> 'final' "
+            "ORDER BY version DESC LIMIT $keep)",
+            {"run": self.run_id, "learner": learner, "keep": self.keep},
+        )
 
     def feature_drift(self, rows: list[tuple], alarms: list[tuple]) -> None:
         """Feature drift per window (feature, seq, window, psi, ks, ks_pvalue) and its alarms
         (drift_events rows with learner '')."""
         if rows:
-            self._submit(lambda: self._con.executemany(
-                "INSERT INTO feature_drift VALUES (?, ?, ?, ?, ?, ?, ?)", [(self.run_id, *r) for r in rows]))
+            self._submit(
+                lambda: self._con.executemany(
+                    "INSERT INTO feature_drift VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(self.run_id, *r) for r in rows],
+                )
+            )
         if alarms:
             self._submit(lambda: self._insert_rows("drift_events", "", alarms))
 
