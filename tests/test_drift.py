@@ -10,8 +10,8 @@ from river import drift
 from scipy import stats
 
 import workbench as wb
-from workbench.drift.features import psi
 from workbench.cli import main
+from workbench.drift.features import psi
 from workbench.drift.scoring import score
 
 
