@@ -44,9 +44,9 @@ def test_a_refitting_baseline_never_sees_a_label_before_the_replay_reveals_it(de
         SpyClassifier(max_iter=1000), fit_on_first=100, refit_every=150, window=300
     )
     arm = make_batch_arm("nightly", learner, "binary", ["accuracy"])
-    labels = {i: y for i, (_, y) in enumerate(itertools.islice(synth.SEA(seed=3), 3000))}
-    batches = list(Runner([arm], Delay("events", delay), False).run(_stream(3000)))
-    assert len(FITS) == 1 + (3000 - 100) // 150
+    labels = {i: y for i, (_, y) in enumerate(itertools.islice(synth.SEA(seed=3), 1600))}
+    batches = list(Runner([arm], Delay("events", delay), False).run(_stream(1600)))
+    assert len(FITS) == 1 + (1600 - 100) // 150
     for fit in FITS:
         # a label given with a delay of d events is revealed when event i + d is read
         assert max(fit["ids"]) + delay <= fit["pulled"]
