@@ -10,6 +10,7 @@ from conftest import agrawal_config
 from river.datasets import synth
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -22,7 +23,7 @@ FITS: list[dict] = []
 PULLED = [-1]  # the position of the last event the replay has read
 
 
-class SpyClassifier(LogisticRegression):
+class SpyClassifier(GaussianNB):
     """Remembers, at every fit, which events it was trained on and how far the replay was."""
 
     def fit(self, X, y, sample_weight=None):
@@ -40,9 +41,7 @@ def _stream(n: int):
 @pytest.mark.parametrize("delay", [1, 37, 400])
 def test_a_refitting_baseline_never_sees_a_label_before_the_replay_reveals_it(delay):
     FITS.clear()
-    learner = BatchLearner(
-        SpyClassifier(max_iter=1000), fit_on_first=100, refit_every=150, window=300
-    )
+    learner = BatchLearner(SpyClassifier(), fit_on_first=100, refit_every=150, window=300)
     arm = make_batch_arm("nightly", learner, "binary", ["accuracy"])
     labels = {i: y for i, (_, y) in enumerate(itertools.islice(synth.SEA(seed=3), 1600))}
     batches = list(Runner([arm], Delay("events", delay), False).run(_stream(1600)))
