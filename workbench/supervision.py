@@ -75,6 +75,8 @@ class Supervisor:
             metric, window, drop = guard
             self._guard_value = _GUARD[metric]
             self._window: deque = deque(maxlen=window)
+            self._sum = 0.0  # of the window, kept up to date: summing it per event costs O(window)
+            self._best: list | None = None  # the kept entry the guard compares against
             self._drop = drop
         hooks: list[Callable[[tuple], None]] = [self._watch] if watches else []
         if checkpoint_every or self.at:
@@ -188,6 +190,7 @@ class Supervisor:
             w.warned = False
         if self.guard is not None:
             self._window.clear()
+            self._sum = 0.0
 
     # -- versions -----------------------------------------------------------------------------
     def _count(self, row: tuple) -> None:
@@ -200,7 +203,7 @@ class Supervisor:
     def _rolling(self) -> float | None:
         if self.guard is None or len(self._window) < self._window.maxlen:
             return None
-        return sum(self._window) / len(self._window)
+        return self._sum / len(self._window)
 
     def _checkpoint(self, seq: int, reason: str) -> Checkpoint:
         cp = self.arm.checkpoint(seq + 1, reason)
@@ -211,6 +214,8 @@ class Supervisor:
             )
         self.batch.checkpoints.append(cp)
         self.kept.append([cp, rolling])
+        if self.guard is not None:
+            self._choose_best()
         return cp
 
     def _rollback(self, cp: Checkpoint, seq: int, reason: str) -> None:
@@ -218,6 +223,8 @@ class Supervisor:
         self.arm.set_model(restore(cp.state, cp.sha256))
         new = self._checkpoint(seq, "rollback")
         self.kept[-1][1] = None  # how the restored model does now is measured afresh
+        if self.guard is not None:
+            self._choose_best()
         self.batch.rollbacks.append((seq, before, cp.version, reason, new.version))
 
     def _guard(self, row: tuple) -> None:
@@ -225,20 +232,25 @@ class Supervisor:
         if value is None:
             return
         window = self._window
+        if len(window) == window.maxlen:
+            self._sum -= window[0]
         window.append(value)
-        if len(window) < window.maxlen:
+        self._sum += value
+        best = self._best
+        if best is None or len(window) < window.maxlen:
             return
-        scored = [entry for entry in self.kept if entry[1] is not None]
-        if not scored:
-            return
-        best = min(scored, key=lambda entry: entry[1])  # error-like: lower is better
-        if sum(window) / len(window) > best[1] + self._drop:
+        if self._sum / len(window) > best[1] + self._drop:
             # A checkpoint is a reference once: if the restored model cannot reach its level
             # either, the stream changed (a drift, not a bad update) and rolling back again
             # would only undo learning.
             best[1] = None
             self._rollback(best[0], row[0], "guard")
             self._restart()
+
+    def _choose_best(self) -> None:
+        """The kept checkpoint with the lowest rolling error (or loss), once they change."""
+        scored = [entry for entry in self.kept if entry[1] is not None]
+        self._best = min(scored, key=lambda entry: entry[1]) if scored else None
 
 
 def attach(arms: list[Arm], online: set[str], cfg: Config, task: str) -> None:
