@@ -268,3 +268,20 @@ def test_drift_and_guard_settings_come_from_the_run(run_id, tmp_path):
         assert type(service.detector).__name__ == "PageHinkley" and service.detector.threshold == 20
     finally:
         service.close()
+
+
+@pytest.mark.parametrize("delay", [0, 40])
+def test_a_scheduled_checkpoint_exports_and_verifies(tmp_path, delay):
+    """Checkpoints the replay took itself (checkpoints.every) export and prove parity too."""
+    from serving import config
+
+    db = tmp_path / "runs.duckdb"
+    run = wb.run({**config(), "checkpoints": {"every": 300, "keep": 10},
+                  "replay": {"label_delay": delay}}, db=db, progress=False)
+    kept = wb.connect(db).checkpoints(run.id)
+    lr = kept[(kept.learner == "lr") & (kept.reason == "scheduled")]
+    assert len(lr) >= 2
+    version = int(lr.version.iloc[1])
+    result = verify(wb.export(run.id, "lr", tmp_path / "b", db=db, version=version), run.id, db=db)
+    assert result.ok, str(result)
+    assert result.n_from_bundle > 0

@@ -90,7 +90,8 @@ def verify(bundle: str | Path | Bundle, run_id: str, db: str | Path | None = Non
     handover = bundle.manifest["seq"]
     rows: list[tuple] = []
     runner = Runner([arm], delay, has_time)
-    for batches in runner.run(_handing_over(events, handover, arm, bundle.model, xs)):
+    _hand_over_after(arm, handover - 1, bundle.model)
+    for batches in runner.run(_collecting(events, xs)):
         rows.extend(batches[0].rows)
 
     result = Verification(run_id, bundle.learner, bundle.version)
@@ -100,10 +101,30 @@ def verify(bundle: str | Path | Bundle, run_id: str, db: str | Path | None = Non
     return result
 
 
-def _handing_over(events: Iterable[Event], at: int, arm, model, xs: list[dict]) -> Iterator[Event]:
-    for i, ev in enumerate(events):
-        if i == at:
+def _hand_over_after(arm, last_seq: int, model) -> None:
+    """Serve ``model`` from the moment the checkpoint was taken: right after the arm learned the
+    label of event ``last_seq`` (with label delays, questions asked before that moment were
+    answered by the old model, as they were in the run)."""
+    if last_seq < 0:
+        arm.set_model(model)
+        return
+    step, answer = arm.step, arm.answer
+
+    def step_then(seq, ev):
+        step(seq, ev)
+        if seq == last_seq:
             arm.set_model(model)
+
+    def answer_then(seq, ev, y):
+        answer(seq, ev, y)
+        if seq == last_seq:
+            arm.set_model(model)
+
+    arm.step, arm.answer = step_then, answer_then
+
+
+def _collecting(events: Iterable[Event], xs: list[dict]) -> Iterator[Event]:
+    for ev in events:
         xs.append(ev.x)
         yield ev
 
