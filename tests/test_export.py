@@ -285,3 +285,15 @@ def test_a_scheduled_checkpoint_exports_and_verifies(tmp_path, delay):
     result = verify(wb.export(run.id, "lr", tmp_path / "b", db=db, version=version), run.id, db=db)
     assert result.ok, str(result)
     assert result.n_from_bundle > 0
+
+
+def test_a_kafka_dump_run_verifies_through_its_own_replay_stage(tmp_path):
+    """Event-time order, label joins and unlabelled events are replayed as the run saw them."""
+    from conftest import ROOT
+
+    db = tmp_path / "runs.duckdb"
+    run = wb.run(ROOT / "experiments" / "kafka_loans.yaml", db=db, progress=False)
+    assert run.info["n_unlabelled"] > 0
+    result = verify(wb.export(run.id, "tree", tmp_path / "b", db=db), run.id, db=db)
+    assert result.ok, str(result)
+    assert result.n_compared == run.info["n_events"]

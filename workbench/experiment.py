@@ -32,6 +32,7 @@ from workbench.replay.schema import infer as infer_schema
 from workbench.runner import Runner, make_arm, make_batch_arm
 from workbench.supervision import attach
 from workbench.sources import open_source
+from workbench.sources.base import DeadLetterSink
 from workbench.store import DEFAULT_DB, RunWriter, Store
 
 @dataclasses.dataclass
@@ -146,7 +147,7 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     writer.true_drifts(source.true_drifts())
     writer.keep = cfg.checkpoints.keep if cfg.checkpoints is not None else None
 
-    replay = _Replay(cfg, source, writer)
+    replay = Replay(cfg, source, writer.dead_letter)
     events: Iterable[Event] = replay.events()
     if delay.kind == "field":
         events = with_field_delay(events, delay.value, has_time)
@@ -195,34 +196,34 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     return Run(run_id, Store(db_path), status)
 
 
-class _Replay:
+class Replay:
     """The replay stage between source and runner: event-time order, lateness, label join,
     pacing — for sources that hand over partition streams (Kafka dumps and topics)."""
 
-    def __init__(self, cfg: config_mod.Config, source, writer: RunWriter):
-        self.cfg, self.source, self.writer = cfg, source, writer
+    def __init__(self, cfg: config_mod.Config, source, dead_letter: DeadLetterSink):
+        self.cfg, self.source, self.dead_letter = cfg, source, dead_letter
         self.orders: list[EventTimeOrder] = []
         self.join: LabelJoin | None = None
         self.qa = None
         if hasattr(source, "streams") and cfg.source.labels is not None:
             self.join = LabelJoin()
-            labels = self._ordered(source.label_streams(writer.dead_letter))
+            labels = self._ordered(source.label_streams(dead_letter))
             self.qa = lambda events: self.join(events, labels)
 
     def _ordered(self, streams: list) -> Iterable[Event]:
         replay = self.cfg.replay
-        order = EventTimeOrder(config_mod.lateness(replay), replay.late, self.writer.dead_letter)
+        order = EventTimeOrder(config_mod.lateness(replay), replay.late, self.dead_letter)
         self.orders.append(order)
         return order(merge_partitions(streams))
 
     def events(self) -> Iterable[Event]:
         cfg = self.cfg
         if hasattr(self.source, "streams"):
-            events = self._ordered(self.source.streams(self.writer.dead_letter))
+            events = self._ordered(self.source.streams(self.dead_letter))
             if cfg.source.n is not None:
                 events = itertools.islice(events, cfg.source.n)
         else:
-            events = self.source.events(self.writer.dead_letter)
+            events = self.source.events(self.dead_letter)
         if cfg.replay.speed is not None:
             events = paced(events, cfg.replay.speed)
         return events

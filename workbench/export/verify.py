@@ -20,6 +20,7 @@ from workbench.events import Event, StepBatch
 from workbench.export.bundle import Bundle, BundleError, load
 from workbench.learners.river import build
 from workbench.replay.labels import parse_delay, with_field_delay
+from workbench.experiment import Replay
 from workbench.runner import Runner, make_arm
 from workbench.sources import open_source
 from workbench.store import DEFAULT_DB, Store
@@ -83,13 +84,17 @@ def verify(bundle: str | Path | Bundle, run_id: str, db: str | Path | None = Non
     arm = make_arm(bundle.learner, build(spec, info["task"], "learners[0]"), info["task"], [])
     has_time = cfg.source.time is not None
     delay = parse_delay(cfg.replay.label_delay, has_time)
-    events: Iterable[Event] = source.events(lambda _dead: None)
+    # The run's own replay stage (event-time order, label joins), unpaced: the same questions and
+    # answers in the same order as the run saw them.
+    cfg.replay.speed = None
+    replay = Replay(cfg, source, lambda _dead: None)
+    events: Iterable[Event] = replay.events()
     if delay.kind == "field":
         events = with_field_delay(events, delay.value, has_time)
     xs: list[dict] = []
     handover = bundle.manifest["seq"]
     rows: list[tuple] = []
-    runner = Runner([arm], delay, has_time)
+    runner = Runner([arm], delay, has_time, qa=replay.qa)
     _hand_over_after(arm, handover - 1, bundle.model)
     for batches in runner.run(_collecting(events, xs)):
         rows.extend(batches[0].rows)
@@ -130,7 +135,7 @@ def _collecting(events: Iterable[Event], xs: list[dict]) -> Iterator[Event]:
 
 
 def _compare_logged(result: Verification, rows: list[tuple], logged, handover: int) -> None:
-    replayed = steps_table(StepBatch(result.learner, rows)).to_pandas().set_index("seq")
+    replayed = steps_table(StepBatch(result.learner, rows)).to_pandas().set_index("seq").sort_index()
     logged = logged.set_index("seq")
     if len(replayed) != len(logged) or not replayed.index.equals(logged.index):
         raise BundleError(
