@@ -1,0 +1,113 @@
+"""The tidy DataFrames behind each panel, aggregated in DuckDB so that a run of millions of
+steps reaches the browser as a few thousand points per trace.
+
+Panels whose tables another part of the workbench fills (drift events, rollbacks, feature
+drift, calibration, A/B) read them through the Store's methods; a store without the method or
+a run without those rows gives an empty frame, and the panel says so.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+
+from workbench.errors import WorkbenchError
+from workbench.store import Store
+
+#: rolling metrics the store computes, by task
+METRICS = {
+    "classification": ["accuracy", "error_rate", "log_loss"],
+    "regression": ["mae", "rmse", "mse"],
+}
+#: at most this many points per rolling curve
+POINTS = 2000
+#: latency histogram bins per decade
+BINS_PER_DECADE = 12
+
+
+def metrics_for(task: str | None) -> list[str]:
+    return METRICS["regression" if task and "regression" in task.lower() else "classification"]
+
+
+def optional(store: Store, method: str, *args, **kwargs) -> pd.DataFrame:
+    """``store.method(...)``, or an empty frame when this store or run does not have it."""
+    read = getattr(store, method, None)
+    if read is None:
+        return pd.DataFrame()
+    try:
+        return read(*args, **kwargs)
+    except WorkbenchError:
+        return pd.DataFrame()
+    except Exception as exc:  # a table another stage has not created in this file yet
+        if "does not exist" in str(exc):
+            return pd.DataFrame()
+        raise
+
+
+def only(frame: pd.DataFrame, learners: list[str] | None) -> pd.DataFrame:
+    if learners is None or frame.empty or "learner" not in frame:
+        return frame
+    return frame[frame.learner.isin(learners)]
+
+
+def versions(store: Store, run_id: str) -> pd.DataFrame:
+    """learner, version, first_seq, last_seq, n: the stretch of the stream each version served."""
+    return store.sql("""
+        SELECT learner, model_version AS version, min(seq) AS first_seq, max(seq) AS last_seq,
+               count(*) AS n
+        FROM steps WHERE run_id = ? GROUP BY ALL ORDER BY learner, version
+    """, [run_id])
+
+
+def latency(store: Store, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(histogram, quantiles) of predict and learn times, binned on a log scale in DuckDB."""
+    timed = f"""
+        WITH timed AS (
+            SELECT learner, 'predict' AS phase, predict_us AS us FROM steps
+            WHERE run_id = $run AND predict_us > 0
+            UNION ALL
+            SELECT learner, 'learn', learn_us FROM steps WHERE run_id = $run AND learn_us > 0
+        )
+    """
+    histogram = store.sql(timed + f"""
+        SELECT learner, phase, pow(10, (floor(log10(us) * {BINS_PER_DECADE}) + 0.5) / {BINS_PER_DECADE}) AS us,
+               count(*) AS count
+        FROM timed GROUP BY ALL ORDER BY learner, phase, us
+    """, {"run": run_id})
+    quantiles = store.sql(timed + """
+        SELECT learner, phase, quantile_cont(us, 0.5) AS p50, quantile_cont(us, 0.95) AS p95,
+               quantile_cont(us, 0.99) AS p99
+        FROM timed GROUP BY ALL ORDER BY learner, phase
+    """, {"run": run_id})
+    return histogram, quantiles
+
+
+def checkpoints(store: Store, run_id: str) -> pd.DataFrame:
+    """Checkpoints taken during the replay (the final one of every run is left out: it marks
+    the end of the stream, not an event in it)."""
+    frame = optional(store, "checkpoints", run_id)
+    if frame.empty:
+        frame = store.sql("SELECT learner, version, seq, reason FROM checkpoints WHERE run_id = ?", [run_id])
+    return frame[frame.reason != "final"] if not frame.empty else frame
+
+
+def ab(store: Store, run_id: str, learners: list[str], metric: str) -> pd.DataFrame:
+    """The first learner against each other one: one row per pair."""
+    pairs = [(learners[0], other) for other in learners[1:]] if learners else []
+    frames = [optional(store, "ab", run_id, a, b, metric=metric) for a, b in pairs]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def data_quality(store: Store, run_ids: list[str]) -> pd.DataFrame:
+    runs = store.runs()
+    return runs[runs.run_id.isin(run_ids)]
+
+
+def progress(store: Store) -> tuple:
+    """A cheap fingerprint of the database that changes whenever a replay writes to it."""
+    runs = store.sql("SELECT run_id, status FROM runs ORDER BY created_at")
+    running = [r for r, s in zip(runs.run_id, runs.status) if s == "running"]
+    steps = store.sql("SELECT count(*) AS n FROM steps WHERE run_id = ?", running[:1]).n.iloc[0] if running else 0
+    return tuple(itertools.chain(runs.run_id, runs.status, [steps]))
