@@ -62,24 +62,27 @@ def versions(store: Store, run_id: str) -> pd.DataFrame:
 
 def latency(store: Store, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(histogram, quantiles) of predict and learn times, binned on a log scale in DuckDB."""
-    timed = f"""
+    k = BINS_PER_DECADE
+    histogram = store.sql(f"""
         WITH timed AS (
             SELECT learner, 'predict' AS phase, predict_us AS us FROM steps
             WHERE run_id = $run AND predict_us > 0
             UNION ALL
             SELECT learner, 'learn', learn_us FROM steps WHERE run_id = $run AND learn_us > 0
         )
-    """
-    histogram = store.sql(timed + f"""
-        SELECT learner, phase, pow(10, (floor(log10(us) * {BINS_PER_DECADE}) + 0.5) / {BINS_PER_DECADE}) AS us,
-               count(*) AS count
+        SELECT learner, phase, pow(10, (floor(log10(us) * {k}) + 0.5) / {k}) AS us, count(*) AS count
         FROM timed GROUP BY ALL ORDER BY learner, phase, us
     """, {"run": run_id})
-    quantiles = store.sql(timed + """
-        SELECT learner, phase, quantile_cont(us, 0.5) AS p50, quantile_cont(us, 0.95) AS p95,
-               quantile_cont(us, 0.99) AS p99
-        FROM timed GROUP BY ALL ORDER BY learner, phase
-    """, {"run": run_id})
+    # One pass with a list of quantiles per column is several times faster than one per phase.
+    wide = store.sql("""
+        SELECT learner, quantile_cont(predict_us, [0.5, 0.95, 0.99]) AS predict,
+               quantile_cont(learn_us, [0.5, 0.95, 0.99]) AS learn
+        FROM steps WHERE run_id = ? GROUP BY learner ORDER BY learner
+    """, [run_id])
+    quantiles = pd.DataFrame(
+        [(row.learner, phase, *(getattr(row, phase) if getattr(row, phase) is not None else [None] * 3))
+         for row in wide.itertuples() for phase in ("predict", "learn")],
+        columns=["learner", "phase", "p50", "p95", "p99"])
     return histogram, quantiles
 
 
@@ -88,7 +91,8 @@ def checkpoints(store: Store, run_id: str) -> pd.DataFrame:
     the end of the stream, not an event in it)."""
     frame = optional(store, "checkpoints", run_id)
     if frame.empty:
-        frame = store.sql("SELECT learner, version, seq, reason FROM checkpoints WHERE run_id = ?", [run_id])
+        frame = store.sql("SELECT learner, version, seq, reason FROM checkpoints WHERE run_id = ?",
+                          [run_id])
     return frame[frame.reason != "final"] if not frame.empty else frame
 
 
@@ -108,6 +112,8 @@ def data_quality(store: Store, run_ids: list[str]) -> pd.DataFrame:
 def progress(store: Store) -> tuple:
     """A cheap fingerprint of the database that changes whenever a replay writes to it."""
     runs = store.sql("SELECT run_id, status FROM runs ORDER BY created_at")
-    running = [r for r, s in zip(runs.run_id, runs.status) if s == "running"]
-    steps = store.sql("SELECT count(*) AS n FROM steps WHERE run_id = ?", running[:1]).n.iloc[0] if running else 0
+    running = runs.run_id[runs.status == "running"].tolist()
+    steps = 0
+    if running:
+        steps = store.sql("SELECT count(*) AS n FROM steps WHERE run_id = ?", running[:1]).n.iloc[0]
     return tuple(itertools.chain(runs.run_id, runs.status, [steps]))

@@ -1,0 +1,181 @@
+"""The dashboard and report over real runs in real DuckDB files."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, agrawal_config
+
+import workbench as wb
+from workbench.dashboards import data
+from workbench.dashboards.panels import PANELS
+
+WORKBENCH = str(Path(sys.executable).parent / "workbench")
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    db = tmp_path_factory.mktemp("dash") / "runs.duckdb"
+    first = wb.run(agrawal_config(n=4000), db=db, progress=False)
+    second = wb.run(agrawal_config(n=3000, name="second", rolling_window=300), db=db, progress=False)
+    return db, first, second
+
+
+def lines(dash, panel="rolling"):
+    return {t.name: t for t in dash.figures[panel].data if t.mode == "lines"}
+
+
+def test_latency_quantiles_and_histogram_match_the_steps(two_runs):
+    db, run, _ = two_runs
+    histogram, quantiles = data.latency(wb.connect(str(db)), run.id)
+    steps = run.steps()
+    for row in quantiles.itertuples():
+        us = steps[steps.learner == row.learner][f"{row.phase}_us"].to_numpy(dtype=float)
+        assert [row.p50, row.p95, row.p99] == pytest.approx(np.percentile(us, [50, 95, 99]), rel=1e-6)
+        hist = histogram[(histogram.learner == row.learner) & (histogram.phase == row.phase)]
+        assert hist["count"].sum() == len(us) == 4000
+        assert len(hist) < 100  # log bins: a few dozen points, however long the run
+
+
+def test_version_timeline_covers_the_stream(two_runs):
+    db, run, _ = two_runs
+    versions = data.versions(wb.connect(str(db)), run.id)
+    # No scheduled checkpoints: version 0 made every prediction (the final checkpoint comes after).
+    assert versions.to_dict("records") == [
+        {"learner": name, "version": 0, "first_seq": 0, "last_seq": 3999, "n": 4000} for name in ("lr", "tree")]
+
+
+def test_dashboard_shows_every_panel_and_follows_the_pickers(two_runs):
+    db, first, second = two_runs
+    dash = wb.dashboard(str(db), live=False)
+    try:
+        assert dash.run_picker.value == second.id  # the newest run
+        assert [v for _, v in dash.run_picker.options] == [second.id, first.id]
+        assert dash.window_picker.value == 300  # the config's rolling_window
+        assert set(dash.figures) == set(PANELS)
+        for name in ("rolling", "versions", "latency", "calibration", "ab", "data_quality"):
+            assert dash.figures[name].data, f"panel {name} is empty"
+        # No feature drift watched in this config: the panel says so rather than stay blank.
+        assert "no feature drift computed" in dash.figures["feature_drift"].layout.annotations[0].text
+        assert set(lines(dash)) == {"lr", "tree"}
+        assert max(lines(dash)["lr"].x) == 2999
+
+        dash.run_picker.value = first.id
+        assert max(lines(dash)["lr"].x) == 3999
+        assert dash.window_picker.value == 1000
+        accuracy = list(lines(dash)["lr"].y)
+
+        dash.metric_picker.value = "log_loss"
+        assert dash.figures["rolling"].layout.yaxis.title.text == "log loss"
+        assert list(lines(dash)["lr"].y) != accuracy
+        rolled = first.rolling("log_loss", window=1000)
+        assert list(lines(dash)["lr"].y) == pytest.approx(rolled[rolled.learner == "lr"].value.tolist())
+
+        dash.learner_picker.value = ("tree",)
+        assert set(lines(dash)) == {"tree"}
+        assert {t.name for t in dash.figures["versions"].data} == {"tree"}
+
+        dash.window_picker.value = 200
+        assert "last 200 scored" in dash.figures["rolling"].layout.title.text
+        assert "finished" in dash.status.value
+    finally:
+        dash.close()
+
+
+def test_dashboard_of_one_run_shows_only_that_run(two_runs):
+    _, first, _ = two_runs
+    dash = wb.dashboard(first, live=False)
+    try:
+        assert [v for _, v in dash.run_picker.options] == [first.id]
+        truths = [s.x0 for s in dash.figures["rolling"].layout.shapes]
+        assert truths == [2000]  # the true drift of agrawal_config(n=4000)
+    finally:
+        dash.close()
+
+
+class Watched:
+    """A stream that pauses halfway until the open dashboard has redrawn, and notes what it showed."""
+
+    task = "Binary classification"
+
+    def __init__(self, n, dash_holder):
+        self.n, self.holder, self.seen = n, dash_holder, []
+
+    def __iter__(self):
+        from river.datasets import synth
+
+        for i, pair in enumerate(synth.Agrawal(seed=3)):
+            if i == self.n:
+                return
+            if i in (self.n // 2, self.n - 1000):
+                dash = self.holder[0]
+                before = dash.refreshes
+                deadline = time.monotonic() + 10
+                while dash.refreshes == before and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                shown = lines(dash).get("lr")
+                self.seen.append((i, dash.run_picker.value, max(shown.x) if shown else None,
+                                  re.sub("<[^>]+>", "", dash.status.value)))
+            yield pair
+
+
+def test_live_dashboard_redraws_while_the_same_process_replays(db):
+    wb.run(agrawal_config(n=1000), db=db, progress=False)
+    dash = wb.dashboard(str(db), interval=0.3)
+    try:
+        stream = Watched(40_000, [dash])
+        run = wb.run({"name": "live", "learners": agrawal_config()["learners"]}, db=db, progress=False,
+                     stream=stream)
+        (i1, run1, last1, status1), (i2, run2, last2, status2) = stream.seen
+        assert run1 == run2 == run.id  # it switched to the new run by itself
+        assert "running" in status1 and "running" in status2
+        # What it showed grew with the replay, and was never ahead of it.
+        assert 0 < last1 < i1 and last1 < last2 < i2
+        deadline = time.monotonic() + 10
+        while "finished" not in dash.status.value and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "finished" in dash.status.value
+        assert max(lines(dash)["lr"].x) == 39_999
+    finally:
+        dash.close()
+    assert not dash._thread.is_alive()
+
+
+def test_report_is_one_offline_file_with_every_panel_of_every_run(two_runs, tmp_path):
+    db, first, second = two_runs
+    path = wb.report(str(db), output=tmp_path / "out" / "report.html")
+    page = path.read_text()
+    assert page.count("<section class=\"run\"") == 2
+    for run in (first, second):
+        assert f'data-run="{run.id}"' in page
+    for name in PANELS:
+        assert page.count(f'data-panel="{name}"') == 2
+    # plotly.js inlined once; nothing is loaded from elsewhere.
+    assert page.count("plotly.js v") >= 1 and len(page) > 3_000_000
+    assert not re.search(r"<(script|link)[^>]+(src|href)=[\"']https?://", page)
+
+
+def test_report_command_writes_the_chosen_runs(two_runs, tmp_path):
+    db, first, second = two_runs
+    out = tmp_path / "one.html"
+    result = subprocess.run([WORKBENCH, "report", "--db", str(db), "--run", first.id, "-o", str(out),
+                             "--metric", "log_loss"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {out}" in result.stdout
+    page = out.read_text()
+    assert f'data-run="{first.id}"' in page and f'data-run="{second.id}"' not in page
+    assert "Rolling log loss" in page
+
+
+def test_report_of_an_unknown_run_is_explained(two_runs, tmp_path):
+    db, _, _ = two_runs
+    result = subprocess.run([WORKBENCH, "report", "--db", str(db), "--run", "nope", "-o",
+                             str(tmp_path / "x.html")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no run 'nope' in")
