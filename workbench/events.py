@@ -71,6 +71,15 @@ class StepBatch:
 
     learner: str
     rows: list[tuple] = field(default_factory=list)
+    # What else happened to the learner meanwhile (only arms that configure drift, checkpoints,
+    # a guard or a baseline fill these), as rows of the tables of the same names without
+    # run_id and learner: drift_events (seq, detector, kind, action, statistic, reason),
+    # rollbacks (seq, from_version, to_version, reason, new_version), refits (seq, n_samples,
+    # fit_ms); checkpoints holds versioning.Checkpoint records.
+    drift_events: list[tuple] = field(default_factory=list)
+    rollbacks: list[tuple] = field(default_factory=list)
+    refits: list[tuple] = field(default_factory=list)
+    checkpoints: list = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.rows)

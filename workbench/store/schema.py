@@ -65,7 +65,7 @@ TABLES = {
         version INTEGER NOT NULL,
         seq BIGINT NOT NULL,                -- events replayed when it was taken
         created_at TIMESTAMPTZ NOT NULL,
-        reason VARCHAR,                     -- scheduled | final | on demand | rollback ...
+        reason VARCHAR,                     -- scheduled | final | on demand | rollback | background
         metrics JSON,                       -- cumulative metrics at that point
         sha256 VARCHAR NOT NULL,
         state BLOB NOT NULL                 -- the pickled model
@@ -75,6 +75,42 @@ TABLES = {
         origin VARCHAR NOT NULL,            -- file:line or topic/partition/offset
         reason VARCHAR NOT NULL,
         raw BLOB                            -- the record's bytes, kept
+    """,
+    "drift_events": """
+        run_id VARCHAR NOT NULL,
+        learner VARCHAR NOT NULL,           -- '' for feature (data) drift
+        seq BIGINT NOT NULL,                -- the step whose score raised it
+        detector VARCHAR NOT NULL,          -- the detector's name (its class, or psi / ks)
+        kind VARCHAR NOT NULL,              -- warning | drift
+        action VARCHAR NOT NULL,            -- none | reset | background | rollback
+        statistic DOUBLE,                   -- the detector's estimate, or the PSI / KS p-value
+        reason VARCHAR                      -- what was watched and what was done, in words
+    """,
+    "feature_drift": """
+        run_id VARCHAR NOT NULL,
+        feature VARCHAR NOT NULL,
+        seq BIGINT NOT NULL,                -- last event of the window
+        "window" BIGINT NOT NULL,           -- events per window
+        psi DOUBLE,                         -- population stability index vs the reference window
+        ks DOUBLE,                          -- Kolmogorov-Smirnov statistic vs the reference window
+        ks_pvalue DOUBLE
+    """,
+    "rollbacks": """
+        run_id VARCHAR NOT NULL,
+        learner VARCHAR NOT NULL,
+        seq BIGINT NOT NULL,
+        from_version INTEGER NOT NULL,      -- the version that was serving
+        to_version INTEGER NOT NULL,        -- the checkpoint restored
+        reason VARCHAR NOT NULL,            -- manual | guard | drift
+        created_at TIMESTAMPTZ NOT NULL,
+        new_version INTEGER                 -- the version number the restored model serves as
+    """,
+    "refits": """
+        run_id VARCHAR NOT NULL,
+        learner VARCHAR NOT NULL,
+        seq BIGINT NOT NULL,                -- the step whose label completed the training set
+        n_samples BIGINT NOT NULL,
+        fit_ms DOUBLE NOT NULL
     """,
 }
 

@@ -124,9 +124,47 @@ class RunWriter:
             if len(batch):
                 self.n_steps += len(batch)
                 self._submit(lambda b=batch: self._insert_steps(b))
+            self._write_history(batch)
         if self._dead:
             dead, self._dead = self._dead, []
             self._submit(lambda: self._insert_dead(dead))
+
+    #: checkpoints kept per learner besides its final one (None: all); set from checkpoints.keep
+    keep: int | None = None
+
+    def _write_history(self, batch: StepBatch) -> None:
+        """Drift events, rollbacks, refits and checkpoints the arm logged since its last batch."""
+        for cp in batch.checkpoints:
+            self.checkpoint(cp)
+        if batch.checkpoints and self.keep is not None:
+            self._submit(lambda learner=batch.learner: self._prune(learner))
+        for table, rows in (("drift_events", batch.drift_events), ("rollbacks", batch.rollbacks),
+                            ("refits", batch.refits)):
+            if rows:
+                self._submit(lambda t=table, r=rows, lr=batch.learner: self._insert_rows(t, lr, r))
+
+    def _insert_rows(self, table: str, learner: str, rows: list[tuple]) -> None:
+        if table == "rollbacks":  # created_at sits between reason and new_version
+            rows = [(*r[:4], now(), r[4]) for r in rows]
+        marks = ", ".join("?" * (len(rows[0]) + 2))
+        self._con.executemany(f"INSERT INTO {table} VALUES ({marks})", [(self.run_id, learner, *r) for r in rows])
+
+    def _prune(self, learner: str) -> None:
+        """Keep the last ``keep`` checkpoints of a learner (its final one is always kept)."""
+        self._con.execute(
+            "DELETE FROM checkpoints WHERE run_id = $run AND learner = $learner AND reason <> 'final' "
+            "AND version NOT IN (SELECT version FROM checkpoints WHERE run_id = $run AND learner = $learner "
+            "AND reason <> 'final' ORDER BY version DESC LIMIT $keep)",
+            {"run": self.run_id, "learner": learner, "keep": self.keep})
+
+    def feature_drift(self, rows: list[tuple], alarms: list[tuple]) -> None:
+        """Feature drift per window (feature, seq, window, psi, ks, ks_pvalue) and its alarms
+        (drift_events rows with learner '')."""
+        if rows:
+            self._submit(lambda: self._con.executemany(
+                "INSERT INTO feature_drift VALUES (?, ?, ?, ?, ?, ?, ?)", [(self.run_id, *r) for r in rows]))
+        if alarms:
+            self._submit(lambda: self._insert_rows("drift_events", "", alarms))
 
     def _insert_steps(self, batch: StepBatch) -> None:
         arrow_steps = steps_table(batch)  # noqa: F841 — read by DuckDB's replacement scan
