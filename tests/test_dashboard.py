@@ -28,7 +28,7 @@ def two_runs(tmp_path_factory):
 
 
 def lines(dash, panel="rolling"):
-    return {t.name: t for t in dash.figures[panel].data if t.mode == "lines"}
+    return {t.name: t for t in dash.figures[panel].data if t.mode == "lines" and t.name != "true drift"}
 
 
 def test_latency_quantiles_and_histogram_match_the_steps(two_runs):
@@ -41,6 +41,30 @@ def test_latency_quantiles_and_histogram_match_the_steps(two_runs):
         hist = histogram[(histogram.learner == row.learner) & (histogram.phase == row.phase)]
         assert hist["count"].sum() == len(us) == 4000
         assert len(hist) < 100  # log bins: a few dozen points, however long the run
+
+
+@pytest.mark.parametrize("window", [None, 700])
+def test_calibration_aggregated_in_duckdb_equals_the_stores(two_runs, window):
+    db, run, _ = two_runs
+    store = wb.connect(str(db))
+    curve, summary = data.calibration(store, run.id, window=window)
+    expected_curve = store.calibration(run.id, window=None)
+    expected_summary = store.calibration_summary(run.id, window=window)
+    assert len(expected_curve) > 10 and len(expected_summary) >= 2
+    for got, expected in ((curve, expected_curve), (summary, expected_summary)):
+        assert list(got.columns) == list(expected.columns)
+        assert got.learner.tolist() == expected.learner.tolist()
+        numbers = [c for c in got.columns if c != "learner"]
+        assert got[numbers].to_numpy(float) == pytest.approx(expected[numbers].to_numpy(float), rel=1e-9)
+
+
+def test_ab_panel_equals_the_stores_comparison(two_runs):
+    db, run, _ = two_runs
+    store = wb.connect(str(db))
+    got = data.ab(store, run.id, ["lr", "tree"], "accuracy")
+    expected = store.ab(run.id, "lr", "tree", metric="accuracy")
+    assert got.to_dict("records") == expected.to_dict("records")
+    assert data.ab(store, run.id, ["lr"], "accuracy").empty  # one learner: no pair
 
 
 def test_version_timeline_covers_the_stream(two_runs):

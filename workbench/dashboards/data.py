@@ -13,6 +13,7 @@ import itertools
 import pandas as pd
 
 from workbench.errors import WorkbenchError
+from workbench.evaluation.ab import compare
 from workbench.store import Store
 
 #: rolling metrics the store computes, by task
@@ -97,11 +98,57 @@ def checkpoints(store: Store, run_id: str) -> pd.DataFrame:
 
 
 def ab(store: Store, run_id: str, learners: list[str], metric: str) -> pd.DataFrame:
-    """The first learner against each other one: one row per pair."""
+    """The first learner against each other one, one row per pair, by the workbench's A/B
+    statistics (workbench.evaluation.ab) — fed only the numeric columns the metric needs,
+    which DuckDB hands over far faster than the label text ``Store.ab`` reads."""
     pairs = [(learners[0], other) for other in learners[1:]] if learners else []
-    frames = [optional(store, "ab", run_id, a, b, metric=metric) for a, b in pairs]
-    frames = [f for f in frames if not f.empty]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    text = ", y_true, y_pred" if metric == "mae" else ""
+    rows = []
+    for a, b in pairs:
+        steps = [store.sql(f"SELECT seq, correct, loss{text} FROM steps WHERE run_id = ? AND learner = ? "
+                           "AND y_pred IS NOT NULL AND y_true IS NOT NULL ORDER BY seq", [run_id, name])
+                 for name in (a, b)]
+        if steps[0].empty or steps[1].empty:
+            continue
+        try:
+            rows.append(compare(*steps, a, b, metric))
+        except WorkbenchError:  # e.g. log loss of a classifier without probabilities
+            continue
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def calibration(store: Store, run_id: str, bins: int = 10,
+                window: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(reliability curve over the whole run, ECE and Brier per ``window`` events): the frames
+    of ``Store.calibration`` and ``Store.calibration_summary``, aggregated in DuckDB rather
+    than in pandas so a run of millions of steps stays interactive. Bins as
+    sklearn.calibration.calibration_curve: uniform, an edge value in the lower bin."""
+    binned = f"""
+        WITH scored AS (
+            SELECT learner, seq, y_proba AS p, correct::DOUBLE AS c,
+                   greatest(0, least({bins} - 1, ceil(y_proba * {bins}) - 1))::INTEGER AS bin
+            FROM steps WHERE run_id = $run AND y_pred IS NOT NULL AND y_true IS NOT NULL
+                 AND y_proba IS NOT NULL AND correct IS NOT NULL
+        )
+    """
+    curve = store.sql(binned + """
+        SELECT learner, min(min(seq)) OVER w AS window_start, max(max(seq)) OVER w AS window_end,
+               bin, avg(p) AS confidence, avg(c) AS frequency, count(*) AS count
+        FROM scored GROUP BY learner, bin WINDOW w AS (PARTITION BY learner) ORDER BY learner, bin
+    """, {"run": run_id})
+    start = f"seq // {window} * {window}" if window else "0"
+    summary = store.sql(binned + f"""
+        , per_bin AS (
+            SELECT learner, {start} AS window_start, min(seq) AS first, max(seq) AS last,
+                   count(*) AS n, abs(sum(p) - sum(c)) AS gap, sum((p - c) ^ 2) AS squared
+            FROM scored GROUP BY learner, window_start, bin
+        )
+        SELECT learner, {"window_start" if window else "min(first)"} AS window_start,
+               {f"window_start + {window} - 1" if window else "max(last)"} AS window_end,
+               sum(gap) / sum(n) AS ece, sum(squared) / sum(n) AS brier, sum(n) AS n
+        FROM per_bin GROUP BY learner, window_start ORDER BY learner, window_start
+    """, {"run": run_id})
+    return curve, summary
 
 
 def data_quality(store: Store, run_ids: list[str]) -> pd.DataFrame:

@@ -70,9 +70,8 @@ def build(store: Store, view: View, panels: list[str] | None = None) -> dict[str
         "latency": lambda: figures.latency(*(data.only(f, chosen) for f in data.latency(store, run)),
                                            palette=palette),
         "calibration": lambda: figures.calibration(
-            data.only(data.optional(store, "calibration", run), chosen),
-            data.only(data.optional(store, "calibration_summary", run, window=view.window), chosen),
-            palette),
+            *(data.only(f, chosen) for f in data.calibration(store, run, window=view.window)),
+            palette=palette),
         "feature_drift": lambda: figures.feature_drift(data.optional(store, "feature_drift", run)),
         "ab": lambda: figures.ab_table(data.ab(store, run, chosen or [], view.metric)),
         "data_quality": lambda: figures.data_quality(data.data_quality(store, [run])),
