@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 
 from workbench.dashboards import data
 from workbench.dashboards.panels import PANELS, View, build, open_store
+from workbench.dashboards.widget import FigureWidget
 from workbench.store import Store
 
 
@@ -43,7 +44,7 @@ class Dashboard(widgets.VBox):
         self.window_picker = widgets.IntSlider(value=1000, min=100, max=20_000, step=100,
                                                description="window", continuous_update=False)
         self.status = widgets.HTML()
-        self.figures = {name: go.FigureWidget() for name in PANELS}
+        self.figures = {name: FigureWidget() for name in PANELS}
         controls = widgets.HBox([self.run_picker, self.learner_picker,
                                  widgets.VBox([self.metric_picker, self.window_picker])])
         super().__init__([controls, self.status, *self.figures.values()])
@@ -101,11 +102,12 @@ class Dashboard(widgets.VBox):
                 f"drawn in {time.perf_counter() - started:.2f} s")
 
     @staticmethod
-    def _replace(widget: go.FigureWidget, fig: go.Figure) -> None:
+    def _replace(widget: FigureWidget, fig: go.Figure) -> None:
         with widget.batch_update():
             widget.data = ()
             widget.add_traces(list(fig.data))
             widget.layout = fig.layout
+        widget.sync_state()
 
     # -- live mode ------------------------------------------------------------------------------
     def _sync_runs(self, select_newest: bool) -> None:
