@@ -88,6 +88,10 @@ class Config:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     metrics: list[str] = field(default_factory=list)
     rolling_window: int = 1000
+    baselines: list[BaselineConfig] = field(default_factory=list)
+    drift: list[DriftConfig] = field(default_factory=list)
+    checkpoints: CheckpointConfig | None = None
+    guard: GuardConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain data that ``load`` reads back to an equal Config."""
@@ -97,7 +101,8 @@ class Config:
         return out
 
 
-_TOP_KEYS = ("name", "seed", "source", "replay", "learners", "metrics", "rolling_window")
+_TOP_KEYS = ("name", "seed", "source", "replay", "learners", "metrics", "rolling_window",
+             "baselines", "drift", "checkpoints", "guard")
 _SOURCE_KEYS = {
     "synthetic": ("kind", "generator", "params", "drifts", "n", "task"),
     "dataset": ("kind", "name", "time", "n", "task"),
@@ -189,7 +194,7 @@ def parse(raw: dict[str, Any]) -> Config:
         raise ConfigError("metrics", "expected a list of metric names, e.g. [accuracy, log_loss]")
     window = _int(raw.get("rolling_window", 1000), "rolling_window", minimum=1)
     return Config(name=name, seed=seed, source=source, replay=replay, learners=learners,
-                  metrics=list(metrics), rolling_window=window)
+                  metrics=list(metrics), rolling_window=window, **_science(raw, names))
 
 
 def _source(raw: dict) -> SourceConfig:
@@ -329,3 +334,195 @@ def _int(raw: Any, key: str, minimum: int | None = None) -> int:
     if minimum is not None and raw < minimum:
         raise ConfigError(key, f"must be at least {minimum}, got {raw}")
     return raw
+
+
+# -- the science keys: baselines, drift, checkpoints, guard ------------------------------------
+
+DRIFT_ON = ("error", "loss")
+DRIFT_ACTIONS = ("none", "reset", "background", "rollback")
+GUARD_METRICS = ("accuracy", "log_loss", "mse", "mae")
+
+
+@dataclass
+class BaselineConfig:
+    """A batch-trained scikit-learn arm: fit once on the first ``fit_on_first`` labelled events,
+    then (if ``refit_every``) refit every ``refit_every`` labels on the last ``window`` ones."""
+
+    name: str
+    model: str
+    params: dict[str, Any] = field(default_factory=dict)
+    preprocessing: list[ModelSpec] = field(default_factory=list)
+    fit_on_first: int = 1000
+    refit_every: int | None = None
+    window: int | None = None
+
+
+@dataclass
+class FeatureDriftConfig:
+    """PSI and KS of every numeric feature, per ``window`` events, against the first window."""
+
+    window: int = 1000
+    bins: int = 10
+    psi: float = 0.2          # alarm when a window's PSI exceeds this
+    ks_pvalue: float = 0.001  # alarm when the KS test's p-value falls below this
+
+
+@dataclass
+class DriftConfig:
+    """One drift detector watching the learners' error or loss (and what to do on a drift)."""
+
+    detector: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    on: str = "error"
+    action: str = "none"
+    learners: list[str] | None = None   # None: every learner and baseline
+    name: str | None = None             # the detector's name in drift_events (default: its class)
+    features: FeatureDriftConfig | None = None
+
+
+@dataclass
+class CheckpointConfig:
+    every: int | None = None            # updates between scheduled checkpoints
+    keep: int = 10                      # scheduled / on-demand / rollback checkpoints kept
+    at: list[int] = field(default_factory=list)  # positions of on-demand checkpoints
+
+
+@dataclass
+class GuardConfig:
+    metric: str = "accuracy"
+    window: int = 1000
+    drop: float = 0.05
+
+
+_BASELINE_KEYS = ("name", "model", "params", "preprocessing", "fit_on_first", "refit_every", "window")
+_DRIFT_CFG_KEYS = ("detector", "params", "on", "action", "learners", "name", "features")
+_FEATURE_KEYS = ("window", "bins", "psi", "ks_pvalue")
+
+
+def _science(raw: dict, learner_names: list[str]) -> dict[str, Any]:
+    baselines_raw = raw.get("baselines") or []
+    if not isinstance(baselines_raw, list):
+        raise ConfigError("baselines", "expected a list of {name, model, params, preprocessing, "
+                          "fit_on_first, refit_every, window}")
+    baselines = [_baseline(b, f"baselines[{i}]") for i, b in enumerate(baselines_raw)]
+    names = learner_names + [b.name for b in baselines]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError("baselines", f"learner and baseline names must be unique; repeated: {', '.join(dupes)}")
+    drift_raw = raw.get("drift") or []
+    items = [drift_raw] if isinstance(drift_raw, dict) else drift_raw
+    if not isinstance(items, list):
+        raise ConfigError("drift", "expected a mapping {detector, params, on, action} or a list of them")
+    keys = ["drift"] if isinstance(drift_raw, dict) else [f"drift[{i}]" for i in range(len(items))]
+    drift = [_drift_config(d, k, names) for d, k in zip(items, keys, strict=True)]
+    if sum(d.features is not None for d in drift) > 1:
+        raise ConfigError("drift", "give features: {window, ...} once")
+    acting = [n for n in names for d in drift
+              if d.action != "none" and d.detector and (d.learners is None or n in d.learners)]
+    twice = sorted({n for n in acting if acting.count(n) > 1})
+    if twice:
+        raise ConfigError("drift", f"only one detector per learner may act (action other than none); "
+                          f"{', '.join(twice)} would get several")
+    checkpoints = _checkpoints(raw.get("checkpoints"))
+    guard = _guard(raw.get("guard"))
+    needs_checkpoints = guard is not None or any(d.action == "rollback" for d in drift)
+    if needs_checkpoints and (checkpoints is None or not (checkpoints.every or checkpoints.at)):
+        key = "guard" if guard is not None else "drift.action"
+        raise ConfigError(key, "rolling back needs checkpoints to roll back to: set checkpoints: {every: N}")
+    return {"baselines": baselines, "drift": drift, "checkpoints": checkpoints, "guard": guard}
+
+
+def _baseline(raw: Any, key: str) -> BaselineConfig:
+    raw = _mapping(raw, key, required=True)
+    _only(raw, _BASELINE_KEYS, key)
+    lc = _learner({k: v for k, v in raw.items() if k in _LEARNER_KEYS}, key)
+    if not lc.model.startswith("sklearn."):
+        raise ConfigError(f"{key}.model", f"a baseline is a scikit-learn estimator ('sklearn.…'), got {lc.model!r}")
+    cfg = BaselineConfig(name=lc.name, model=lc.model, params=lc.params, preprocessing=lc.preprocessing)
+    cfg.fit_on_first = _int(raw.get("fit_on_first", 1000), f"{key}.fit_on_first", minimum=1)
+    if raw.get("refit_every") is not None:
+        cfg.refit_every = _int(raw["refit_every"], f"{key}.refit_every", minimum=1)
+    if raw.get("window") is not None:
+        cfg.window = _int(raw["window"], f"{key}.window", minimum=1)
+        if cfg.refit_every is None:
+            raise ConfigError(f"{key}.window", "a window only matters with refit_every: set refit_every too")
+    return cfg
+
+
+def _drift_config(raw: Any, key: str, names: list[str]) -> DriftConfig:
+    raw = _mapping(raw, key, required=True)
+    _only(raw, _DRIFT_CFG_KEYS, key)
+    cfg = DriftConfig()
+    if raw.get("detector") is not None:
+        cfg.detector = _str(raw["detector"], f"{key}.detector")
+    elif raw.get("features") is None:
+        raise ConfigError(f"{key}.detector", "required: a River drift detector such as river.drift.ADWIN "
+                          "(or give features: {window: N} for feature drift only)")
+    cfg.params = _mapping(raw.get("params", {}), f"{key}.params")
+    if raw.get("on", "error") not in DRIFT_ON:
+        raise ConfigError(f"{key}.on", f"got {raw['on']!r}; allowed: {', '.join(DRIFT_ON)}")
+    cfg.on = raw.get("on", "error")
+    if raw.get("action", "none") not in DRIFT_ACTIONS:
+        raise ConfigError(f"{key}.action", f"got {raw['action']!r}; allowed: {', '.join(DRIFT_ACTIONS)}")
+    cfg.action = raw.get("action", "none")
+    if raw.get("learners") is not None:
+        chosen = raw["learners"]
+        if not isinstance(chosen, list) or not all(isinstance(n, str) for n in chosen):
+            raise ConfigError(f"{key}.learners", "expected a list of learner names")
+        unknown = [n for n in chosen if n not in names]
+        if unknown:
+            raise ConfigError(f"{key}.learners", f"unknown learner {unknown[0]!r}; learners: {', '.join(names)}")
+        cfg.learners = chosen
+    if raw.get("name") is not None:
+        cfg.name = _str(raw["name"], f"{key}.name")
+    if raw.get("features") is not None:
+        cfg.features = _features(raw["features"], f"{key}.features")
+    return cfg
+
+
+def _features(raw: Any, key: str) -> FeatureDriftConfig:
+    raw = _mapping(raw, key, required=True)
+    _only(raw, _FEATURE_KEYS, key)
+    cfg = FeatureDriftConfig()
+    cfg.window = _int(raw.get("window", cfg.window), f"{key}.window", minimum=10)
+    cfg.bins = _int(raw.get("bins", cfg.bins), f"{key}.bins", minimum=2)
+    cfg.psi = _number(raw.get("psi", cfg.psi), f"{key}.psi", 0.0, None)
+    cfg.ks_pvalue = _number(raw.get("ks_pvalue", cfg.ks_pvalue), f"{key}.ks_pvalue", 0.0, 1.0)
+    return cfg
+
+
+def _checkpoints(raw: Any) -> CheckpointConfig | None:
+    if raw is None:
+        return None
+    raw = _mapping(raw, "checkpoints", required=True)
+    _only(raw, ("every", "keep", "at"), "checkpoints")
+    cfg = CheckpointConfig()
+    if raw.get("every") is not None:
+        cfg.every = _int(raw["every"], "checkpoints.every", minimum=1)
+    cfg.keep = _int(raw.get("keep", cfg.keep), "checkpoints.keep", minimum=1)
+    at = raw.get("at") or []
+    if not isinstance(at, list):
+        raise ConfigError("checkpoints.at", "expected a list of event positions")
+    cfg.at = [_int(v, f"checkpoints.at[{i}]", minimum=0) for i, v in enumerate(at)]
+    return cfg
+
+
+def _guard(raw: Any) -> GuardConfig | None:
+    if raw is None:
+        return None
+    raw = _mapping(raw, "guard", required=True)
+    _only(raw, ("metric", "window", "drop"), "guard")
+    cfg = GuardConfig()
+    if raw.get("metric", cfg.metric) not in GUARD_METRICS:
+        raise ConfigError("guard.metric", f"got {raw['metric']!r}; allowed: {', '.join(GUARD_METRICS)}")
+    cfg.metric = raw.get("metric", cfg.metric)
+    cfg.window = _int(raw.get("window", cfg.window), "guard.window", minimum=1)
+    cfg.drop = _number(raw.get("drop", cfg.drop), "guard.drop", 0.0, None)
+    return cfg
+
+
+def _number(raw: Any, key: str, low: float, high: float | None) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw < low or (high is not None and raw > high):
+        span = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise ConfigError(key, f"expected a number {span}, got {raw!r}")
+    return float(raw)

@@ -20,7 +20,10 @@ from workbench.evaluation.metrics import names_for
 from workbench.events import Event
 from workbench.learners.river import build
 from workbench.replay.labels import parse_delay, with_field_delay
-from workbench.runner import Runner, make_arm
+from workbench.drift.features import FeatureDrift
+from workbench.learners.batch import build as build_baseline
+from workbench.runner import Runner, make_arm, make_batch_arm
+from workbench.supervision import attach
 from workbench.sources import open_source
 from workbench.store import DEFAULT_DB, RunWriter, Store
 
@@ -41,6 +44,28 @@ class Run:
 
     def rolling(self, metric: str = "accuracy", window: int = 1000) -> pd.DataFrame:
         return self.store.rolling(self.id, metric, window)
+
+    # -- drift, versions, A/B and calibration: the Store's readers for this run --------------
+    def drift_events(self) -> pd.DataFrame:
+        return self.store.drift_events(self.id)
+
+    def drift_scores(self, max_delay: int | None = None) -> pd.DataFrame:
+        return self.store.drift_scores(self.id, max_delay)
+
+    def checkpoints(self) -> pd.DataFrame:
+        return self.store.checkpoints(self.id)
+
+    def rollback(self, learner: str, to_version: int | None = None) -> pd.DataFrame:
+        return self.store.rollback(self.id, learner, to_version)
+
+    def ab(self, a: str, b: str, metric: str = "accuracy", window: int = 1000) -> pd.DataFrame:
+        return self.store.ab(self.id, a, b, metric, window)
+
+    def online_vs_batch(self, metric: str = "accuracy") -> pd.DataFrame:
+        return self.store.online_vs_batch(self.id, metric)
+
+    def calibration_summary(self, window: int | None = None) -> pd.DataFrame:
+        return self.store.calibration_summary(self.id, window)
 
     @property
     def info(self) -> dict[str, Any]:
@@ -95,6 +120,11 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     has_time = cfg.source.time is not None
     delay = parse_delay(cfg.replay.label_delay, has_time)
     arms = [make_arm(lc.name, build(lc, task, f"learners[{i}]"), task, metrics) for i, lc in enumerate(cfg.learners)]
+    arms += [make_batch_arm(bc.name, build_baseline(bc, task, f"baselines[{i}]"), task, metrics)
+             for i, bc in enumerate(cfg.baselines)]
+    attach(arms, {lc.name for lc in cfg.learners}, cfg, task)
+    feature_cfg = next((d.features for d in cfg.drift if d.features is not None), None)
+    feature_drift = FeatureDrift(feature_cfg) if feature_cfg is not None else None
 
     db_path = Path(db or DEFAULT_DB)
     db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,10 +132,13 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     writer = RunWriter(str(db_path), run_id)
     writer.begin(cfg.name, cfg.to_dict(), task, cfg.seed, __version__)
     writer.true_drifts(source.true_drifts())
+    writer.keep = cfg.checkpoints.keep if cfg.checkpoints is not None else None
 
     events: Iterable[Event] = source.events(writer.dead_letter)
     if delay.kind == "field":
         events = with_field_delay(events, delay.value, has_time)
+    if feature_drift is not None:
+        events = feature_drift.watch(events)
     runner = Runner(arms, delay, has_time)
     bar = _Progress(source.length, cfg.name, progress)
     started = time.perf_counter()
@@ -113,6 +146,8 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     try:
         for batches in runner.run(events):
             writer.write(batches)
+            if feature_drift is not None:
+                writer.feature_drift(*feature_drift.take())
             bar.show(runner.n_events)
     except KeyboardInterrupt:
         status = "interrupted"
@@ -124,6 +159,8 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     finally:
         bar.close()
         elapsed = time.perf_counter() - started
+        if feature_drift is not None:
+            writer.feature_drift(*feature_drift.take())
         if status != "failed":  # a failed model may be half-updated: do not offer it for export
             for arm in arms:
                 writer.checkpoint(arm.checkpoint(runner.n_events, "final"))
@@ -140,10 +177,10 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
 
 
 def _learner_row(arm, cfg: config_mod.Config) -> dict[str, Any]:
-    spec = next(dataclasses.asdict(lc) for lc in cfg.learners if lc.name == arm.name)
+    spec = next(dataclasses.asdict(lc) for lc in [*cfg.learners, *cfg.baselines] if lc.name == arm.name)
     return {
         "learner": arm.name,
-        "kind": "online",
+        "kind": "batch" if "fit_on_first" in spec else "online",
         "model": spec["model"],
         "spec": spec,
         "metrics": arm.metric_values(),

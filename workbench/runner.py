@@ -64,11 +64,25 @@ class Arm:
         self.version += 1
         return snapshot(self.name, self.model, self.version, seq, self.metric_values(), reason)
 
+    #: watches each step after it is recorded (drift, checkpoints, guard); set once, before the
+    #: replay, only on arms that configure any of it — the others emit straight into the batch
+    supervisor = None
+    #: the model method that predicts, as this kind of arm calls it
+    predict_method = "predict_one"
+
+    def set_model(self, model: base.Estimator) -> None:
+        """Serve another model from the next event on (reset, rollback, background learner)."""
+        self.model = model
+        self._predict = getattr(model, self.predict_method)
+        self._learn = model.learn_one
+
     def take(self) -> StepBatch:
         """Hand over the buffered steps and start a new batch."""
         batch = getattr(self, "batch", None)
         self.batch = StepBatch(self.name)
         self._emit = self.batch.rows.append
+        if self.supervisor is not None:
+            self._emit = self.supervisor.wrap(self.batch)
         return batch if batch is not None else self.batch
 
     def step(self, seq: int, ev: Event) -> None:
@@ -100,6 +114,8 @@ class Arm:
 
 class ProbaClassifierArm(Arm):
     """A classifier with probabilities: one ``predict_proba_one`` gives the label and the loss."""
+
+    predict_method = "predict_proba_one"
 
     def __init__(self, name, model, task, metrics):
         super().__init__(name, model, task, metrics)
@@ -217,3 +233,71 @@ class Runner:
                         arm.answer(seq, ev, y)
         finally:
             self.n_events = n
+
+
+class _Batched:
+    """Mixed into an arm of a batch baseline (learners.batch.BatchLearner): questions are
+    answered many at a time — exactly what one at a time would give, because the model only
+    changes at a fit and every question asked before a fit is answered before it. The predict
+    time of a step is its share of the batch. Each fit is logged in ``refits`` and starts a
+    new version."""
+
+    def _setup(self) -> None:
+        name = "predict_proba_many" if self.predict_method == "predict_proba_one" else "predict_many"
+        self._predict_many = getattr(self.model, name)
+        self._questions: list[tuple] = []  # (seq, event) not yet predicted
+        self._immediate: list[tuple] = []   # (seq, event, learn_ns) learned at once, not yet recorded
+
+    def _resolve(self) -> None:
+        """Predict every open question with the current model."""
+        if self._questions:
+            t0 = perf_counter_ns()
+            preds = self._predict_many([ev.x for _, ev in self._questions])
+            share = (perf_counter_ns() - t0) // len(preds)
+            for (seq, _), pred in zip(self._questions, preds, strict=True):
+                self._pending[seq] = (pred, share, self.version)
+            self._questions = []
+        for seq, ev, learn_ns in self._immediate:
+            pred, predict_ns, version = self._pending.pop(seq)
+            self._record(seq, ev.time, ev.y, pred, predict_ns, learn_ns, version)
+        self._immediate = []
+
+    def _learn_logged(self, seq: int, ev: Event, y) -> int:
+        if self.model.fits_next():
+            self._resolve()
+        t0 = perf_counter_ns()
+        self.model.learn_one(ev.x, y)
+        learn_ns = perf_counter_ns() - t0
+        if len(self.model.fits) > self.version:
+            n_samples, fit_ms = self.model.fits[-1]
+            self.batch.refits.append((seq, n_samples, fit_ms))
+            self.version = len(self.model.fits)
+        return learn_ns
+
+    def step(self, seq: int, ev: Event) -> None:
+        self._questions.append((seq, ev))
+        learn_ns = self._learn_logged(seq, ev, ev.y)  # may answer the open questions first
+        self._immediate.append((seq, ev, learn_ns))
+
+    def ask(self, seq: int, ev: Event) -> None:
+        self._questions.append((seq, ev))
+
+    def answer(self, seq: int, ev: Event, y) -> None:
+        if seq not in self._pending:
+            self._resolve()
+        learn_ns = self._learn_logged(seq, ev, y)
+        pred, predict_ns, version = self._pending.pop(seq)
+        self._record(seq, ev.time, y, pred, predict_ns, learn_ns, version)
+
+    def take(self) -> StepBatch:
+        if hasattr(self, "_questions"):
+            self._resolve()
+        return super().take()
+
+
+def make_batch_arm(name: str, learner, task: str, metrics: list[str]) -> Arm:
+    """The arm of a batch baseline: the arm its predictions call for, answering in batches."""
+    kind = type(make_arm(name, learner, task, metrics))
+    arm = type(f"Batch{kind.__name__}", (_Batched, kind), {})(name, learner, task, metrics)
+    arm._setup()
+    return arm

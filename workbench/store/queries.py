@@ -11,6 +11,7 @@ import duckdb
 import pandas as pd
 
 from workbench.errors import WorkbenchError
+from workbench.evaluation.ab import AB_COLUMNS
 from workbench.store import schema
 
 DEFAULT_DB = "runs/workbench.duckdb"
@@ -253,3 +254,12 @@ class Store:
         with self._connect() as con:
             return con.execute(query, {"run": run_id, "a": a, "b": b, "seed": seed,
                                        "cut": int(round(ratio * 1000000))}).df()
+
+    def online_vs_batch(self, run_id: str, metric: str = "accuracy") -> pd.DataFrame:
+        """``ab`` of every online learner against every baseline (one row each; empty when
+        the run has no baselines)."""
+        kinds = self.learners(run_id)
+        online = kinds[kinds.kind == "online"].learner
+        batch = kinds[kinds.kind == "batch"].learner
+        rows = [self.ab(run_id, a, b, metric) for a in online for b in batch]
+        return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=AB_COLUMNS)
