@@ -123,6 +123,34 @@ def test_dashboard_of_one_run_shows_only_that_run(two_runs):
         dash.close()
 
 
+def test_drift_checkpoints_rollbacks_baselines_and_feature_drift_are_drawn(tmp_path):
+    db = tmp_path / "tour.duckdb"
+    run = wb.run(ROOT / "experiments" / "dashboard_tour.yaml", db=db, progress=False,
+                 overrides=["source.n=6000", "source.drifts.1.at=5000", "source.drifts.1.width=500"])
+    store = wb.connect(str(db))
+    store.rollback(run.id, "hat")  # a manual rollback, logged in the rollbacks table
+    dash = wb.dashboard(run, live=False)
+    try:
+        assert dash.learner_picker.options == ("logreg", "hat", "nightly")  # online arms, then baselines
+        traces = {t.name: t for t in dash.figures["rolling"].data}
+        events = store.drift_events(run.id)
+        drifts = events[(events.kind == "drift") & (events.learner != "")]
+        assert sorted(traces["drift detected"].x) == sorted(drifts.seq)
+        scheduled = store.checkpoints(run.id).query("reason != 'final'")
+        assert sorted(traces["checkpoint"].x) == sorted(scheduled.seq)
+        assert list(traces["rollback"].x) == store.rollbacks(run.id).seq.tolist()
+        heat = dash.figures["feature_drift"].data[0]
+        assert set(heat.y) == set(store.feature_drift(run.id).feature) and len(heat.x) == 5
+        timeline = {t.name: t for t in dash.figures["versions"].data}
+        logged = store.sql("SELECT learner, count(DISTINCT model_version) AS n FROM steps "
+                           "WHERE run_id = ? GROUP BY learner", [run.id]).set_index("learner").n
+        assert {name: len(t.x) for name, t in timeline.items()} == logged.to_dict()
+        ab = dash.figures["ab"].data[0].cells.values
+        assert ab[0] == ["logreg vs hat", "logreg vs nightly"]
+    finally:
+        dash.close()
+
+
 class Watched:
     """A stream that pauses halfway until the open dashboard has redrawn, and notes what it showed."""
 
