@@ -1,4 +1,4 @@
-"""Headless Chromium (Debian's package) driven by Playwright, and a Voilà server, for the browser tests."""
+"""For the browser tests: headless Chromium (Debian's package) driven by Playwright, and Voilà."""
 
 from __future__ import annotations
 
@@ -14,11 +14,25 @@ from urllib.parse import urlparse
 
 import pytest
 
-CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium", shutil.which("chromium"))
-                 if p and Path(p).exists()), None)
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage"]
+CHROMIUM = next(
+    (
+        p
+        for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium", shutil.which("chromium"))
+        if p and Path(p).exists()
+    ),
+    None,
+)
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 
@@ -27,9 +41,13 @@ def require_browser():
     try:
         import playwright  # noqa: F401
     except ImportError:
-        (pytest.fail if os.environ.get("CI") else pytest.skip)("the playwright package is not installed")
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(
+            "the playwright package is not installed"
+        )
     if CHROMIUM is None:
-        (pytest.fail if os.environ.get("CI") else pytest.skip)("chromium is not installed (apt-get install chromium)")
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(
+            "chromium is not installed (apt-get install chromium)"
+        )
 
 
 @contextmanager
@@ -67,14 +85,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def voila(notebook: Path, env: dict[str, str], timeout: float = 60):
-    """Voilà serving ``notebook`` on 127.0.0.1; stopped (and waited for) on exit."""
+def voila(notebook: Path, env: dict[str, str], log: Path, timeout: float = 60):
+    """Voilà serving ``notebook`` on 127.0.0.1, its output in ``log``; stopped (and waited
+    for) on exit."""
     port = free_port()
-    command = [sys.executable, "-m", "voila", notebook.name, f"--port={port}", "--Voila.ip=127.0.0.1",
-               "--Voila.port_retries=0", "--no-browser"]
-    proc = subprocess.Popen(command, cwd=notebook.parent, env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
+    command = [sys.executable, "-m", "voila", notebook.name, f"--port={port}",
+               "--Voila.ip=127.0.0.1", "--Voila.port_retries=0", "--no-browser"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, cwd=notebook.parent, env={**os.environ, **env},
+                                stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -83,10 +102,10 @@ def voila(notebook: Path, env: dict[str, str], timeout: float = 60):
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    output = proc.stdout.read() if proc.poll() is not None else "no answer"
-                    raise RuntimeError(f"voila did not start on port {port}: {output}")
+                    raise RuntimeError(f"voila did not start on port {port}: "
+                                       f"{log.read_text()[-3000:]}") from None
                 time.sleep(0.2)
-        yield url
+        yield f"http://127.0.0.1:{port}/"
     finally:
         proc.terminate()
         try:

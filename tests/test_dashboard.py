@@ -23,12 +23,16 @@ WORKBENCH = str(Path(sys.executable).parent / "workbench")
 def two_runs(tmp_path_factory):
     db = tmp_path_factory.mktemp("dash") / "runs.duckdb"
     first = wb.run(agrawal_config(n=4000), db=db, progress=False)
-    second = wb.run(agrawal_config(n=3000, name="second", rolling_window=300), db=db, progress=False)
+    second = wb.run(
+        agrawal_config(n=3000, name="second", rolling_window=300), db=db, progress=False
+    )
     return db, first, second
 
 
 def lines(dash, panel="rolling"):
-    return {t.name: t for t in dash.figures[panel].data if t.mode == "lines" and t.name != "true drift"}
+    return {
+        t.name: t for t in dash.figures[panel].data if t.mode == "lines" and t.name != "true drift"
+    }
 
 
 def test_latency_quantiles_and_histogram_match_the_steps(two_runs):
@@ -37,7 +41,9 @@ def test_latency_quantiles_and_histogram_match_the_steps(two_runs):
     steps = run.steps()
     for row in quantiles.itertuples():
         us = steps[steps.learner == row.learner][f"{row.phase}_us"].to_numpy(dtype=float)
-        assert [row.p50, row.p95, row.p99] == pytest.approx(np.percentile(us, [50, 95, 99]), rel=1e-6)
+        assert [row.p50, row.p95, row.p99] == pytest.approx(
+            np.percentile(us, [50, 95, 99]), rel=1e-6
+        )
         hist = histogram[(histogram.learner == row.learner) & (histogram.phase == row.phase)]
         assert hist["count"].sum() == len(us) == 4000
         assert len(hist) < 100  # log bins: a few dozen points, however long the run
@@ -55,7 +61,9 @@ def test_calibration_aggregated_in_duckdb_equals_the_stores(two_runs, window):
         assert list(got.columns) == list(expected.columns)
         assert got.learner.tolist() == expected.learner.tolist()
         numbers = [c for c in got.columns if c != "learner"]
-        assert got[numbers].to_numpy(float) == pytest.approx(expected[numbers].to_numpy(float), rel=1e-9)
+        assert got[numbers].to_numpy(float) == pytest.approx(
+            expected[numbers].to_numpy(float), rel=1e-9
+        )
 
 
 def test_ab_panel_equals_the_stores_comparison(two_runs):
@@ -72,7 +80,9 @@ def test_version_timeline_covers_the_stream(two_runs):
     versions = data.versions(wb.connect(str(db)), run.id)
     # No scheduled checkpoints: version 0 made every prediction (the final checkpoint comes after).
     assert versions.to_dict("records") == [
-        {"learner": name, "version": 0, "first_seq": 0, "last_seq": 3999, "n": 4000} for name in ("lr", "tree")]
+        {"learner": name, "version": 0, "first_seq": 0, "last_seq": 3999, "n": 4000}
+        for name in ("lr", "tree")
+    ]
 
 
 def test_dashboard_shows_every_panel_and_follows_the_pickers(two_runs):
@@ -86,7 +96,9 @@ def test_dashboard_shows_every_panel_and_follows_the_pickers(two_runs):
         for name in ("rolling", "versions", "latency", "calibration", "ab", "data_quality"):
             assert dash.figures[name].data, f"panel {name} is empty"
         # No feature drift watched in this config: the panel says so rather than stay blank.
-        assert "no feature drift computed" in dash.figures["feature_drift"].layout.annotations[0].text
+        assert (
+            "no feature drift computed" in dash.figures["feature_drift"].layout.annotations[0].text
+        )
         assert set(lines(dash)) == {"lr", "tree"}
         assert max(lines(dash)["lr"].x) == 2999
 
@@ -99,7 +111,9 @@ def test_dashboard_shows_every_panel_and_follows_the_pickers(two_runs):
         assert dash.figures["rolling"].layout.yaxis.title.text == "log loss"
         assert list(lines(dash)["lr"].y) != accuracy
         rolled = first.rolling("log_loss", window=1000)
-        assert list(lines(dash)["lr"].y) == pytest.approx(rolled[rolled.learner == "lr"].value.tolist())
+        assert list(lines(dash)["lr"].y) == pytest.approx(
+            rolled[rolled.learner == "lr"].value.tolist()
+        )
 
         dash.learner_picker.value = ("tree",)
         assert set(lines(dash)) == {"tree"}
@@ -125,13 +139,21 @@ def test_dashboard_of_one_run_shows_only_that_run(two_runs):
 
 def test_drift_checkpoints_rollbacks_baselines_and_feature_drift_are_drawn(tmp_path):
     db = tmp_path / "tour.duckdb"
-    run = wb.run(ROOT / "experiments" / "dashboard_tour.yaml", db=db, progress=False,
-                 overrides=["source.n=6000", "source.drifts.1.at=5000", "source.drifts.1.width=500"])
+    run = wb.run(
+        ROOT / "experiments" / "dashboard_tour.yaml",
+        db=db,
+        progress=False,
+        overrides=["source.n=6000", "source.drifts.1.at=5000", "source.drifts.1.width=500"],
+    )
     store = wb.connect(str(db))
     store.rollback(run.id, "hat")  # a manual rollback, logged in the rollbacks table
     dash = wb.dashboard(run, live=False)
     try:
-        assert dash.learner_picker.options == ("logreg", "hat", "nightly")  # online arms, then baselines
+        assert dash.learner_picker.options == (
+            "logreg",
+            "hat",
+            "nightly",
+        )  # online arms, then baselines
         traces = {t.name: t for t in dash.figures["rolling"].data}
         events = store.drift_events(run.id)
         drifts = events[(events.kind == "drift") & (events.learner != "")]
@@ -142,8 +164,15 @@ def test_drift_checkpoints_rollbacks_baselines_and_feature_drift_are_drawn(tmp_p
         heat = dash.figures["feature_drift"].data[0]
         assert set(heat.y) == set(store.feature_drift(run.id).feature) and len(heat.x) == 5
         timeline = {t.name: t for t in dash.figures["versions"].data}
-        logged = store.sql("SELECT learner, count(DISTINCT model_version) AS n FROM steps "
-                           "WHERE run_id = ? GROUP BY learner", [run.id]).set_index("learner").n
+        logged = (
+            store.sql(
+                "SELECT learner, count(DISTINCT model_version) AS n FROM steps "
+                "WHERE run_id = ? GROUP BY learner",
+                [run.id],
+            )
+            .set_index("learner")
+            .n
+        )
         assert {name: len(t.x) for name, t in timeline.items()} == logged.to_dict()
         ab = dash.figures["ab"].data[0].cells.values
         assert ab[0] == ["logreg vs hat", "logreg vs nightly"]
@@ -152,7 +181,7 @@ def test_drift_checkpoints_rollbacks_baselines_and_feature_drift_are_drawn(tmp_p
 
 
 class Watched:
-    """A stream that pauses halfway until the open dashboard has redrawn, and notes what it showed."""
+    """A stream that pauses twice until the open dashboard has redrawn, noting what it showed."""
 
     task = "Binary classification"
 
@@ -172,8 +201,14 @@ class Watched:
                 while dash.refreshes == before and time.monotonic() < deadline:
                     time.sleep(0.05)
                 shown = lines(dash).get("lr")
-                self.seen.append((i, dash.run_picker.value, max(shown.x) if shown else None,
-                                  re.sub("<[^>]+>", "", dash.status.value)))
+                self.seen.append(
+                    (
+                        i,
+                        dash.run_picker.value,
+                        max(shown.x) if shown else None,
+                        re.sub("<[^>]+>", "", dash.status.value),
+                    )
+                )
             yield pair
 
 
@@ -182,8 +217,12 @@ def test_live_dashboard_redraws_while_the_same_process_replays(db):
     dash = wb.dashboard(str(db), interval=0.3)
     try:
         stream = Watched(40_000, [dash])
-        run = wb.run({"name": "live", "learners": agrawal_config()["learners"]}, db=db, progress=False,
-                     stream=stream)
+        run = wb.run(
+            {"name": "live", "learners": agrawal_config()["learners"]},
+            db=db,
+            progress=False,
+            stream=stream,
+        )
         (i1, run1, last1, status1), (i2, run2, last2, status2) = stream.seen
         assert run1 == run2 == run.id  # it switched to the new run by itself
         assert "running" in status1 and "running" in status2
@@ -203,7 +242,7 @@ def test_report_is_one_offline_file_with_every_panel_of_every_run(two_runs, tmp_
     db, first, second = two_runs
     path = wb.report(str(db), output=tmp_path / "out" / "report.html")
     page = path.read_text()
-    assert page.count("<section class=\"run\"") == 2
+    assert page.count('<section class="run"') == 2
     for run in (first, second):
         assert f'data-run="{run.id}"' in page
     for name in PANELS:
@@ -216,8 +255,24 @@ def test_report_is_one_offline_file_with_every_panel_of_every_run(two_runs, tmp_
 def test_report_command_writes_the_chosen_runs(two_runs, tmp_path):
     db, first, second = two_runs
     out = tmp_path / "one.html"
-    result = subprocess.run([WORKBENCH, "report", "--db", str(db), "--run", first.id, "-o", str(out),
-                             "--metric", "log_loss"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [
+            WORKBENCH,
+            "report",
+            "--db",
+            str(db),
+            "--run",
+            first.id,
+            "-o",
+            str(out),
+            "--metric",
+            "log_loss",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert f"wrote {out}" in result.stdout
     page = out.read_text()
@@ -227,7 +282,12 @@ def test_report_command_writes_the_chosen_runs(two_runs, tmp_path):
 
 def test_report_of_an_unknown_run_is_explained(two_runs, tmp_path):
     db, _, _ = two_runs
-    result = subprocess.run([WORKBENCH, "report", "--db", str(db), "--run", "nope", "-o",
-                             str(tmp_path / "x.html")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [WORKBENCH, "report", "--db", str(db), "--run", "nope", "-o", str(tmp_path / "x.html")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.startswith("error: no run 'nope' in")

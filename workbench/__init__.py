@@ -21,7 +21,8 @@ def connect(db: str = DEFAULT_DB) -> Store:
     return Store(db)
 
 
-def dashboard(db_or_run=None, runs: list[str] | None = None, live: bool = True, interval: float = 1.0):
+def dashboard(db_or_run=None, runs: list[str] | None = None, live: bool = True,
+              interval: float = 1.0):
     """The interactive dashboard of a DuckDB file, Store or Run (see workbench.dashboards)."""
     from workbench.dashboards import dashboard as make  # widgets load only when asked for
 

@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_db(sub.add_parser("demo", help="replay the demo experiments and print their summaries"))
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     p.add_argument("--report", default=DEMO_REPORT, metavar="PATH",
-                   help=f"also write the HTML report of the runs here (default: {DEMO_REPORT}; '' for none)")
+                   help=f"also write the runs' report here (default: {DEMO_REPORT}; '' for none)")
     p.set_defaults(func=cmd_demo)
 
     p = with_db(sub.add_parser("report", help="write a standalone HTML report of runs",

@@ -28,8 +28,9 @@ class Dashboard(widgets.VBox):
     replay started after it opened appears in it and is drawn as it goes.
     """
 
-    def __init__(self, store: Store, runs: list[str] | None = None, live: bool = True,
-                 interval: float = 1.0):
+    def __init__(
+        self, store: Store, runs: list[str] | None = None, live: bool = True, interval: float = 1.0
+    ):
         self.store = store
         self.fixed_runs = runs
         self.interval = interval
@@ -40,13 +41,21 @@ class Dashboard(widgets.VBox):
         self._syncing = False
         self.run_picker = widgets.Dropdown(description="run", layout=widgets.Layout(width="420px"))
         self.learner_picker = widgets.SelectMultiple(description="learners", rows=3)
-        self.metric_picker = widgets.Dropdown(description="metric", layout=widgets.Layout(width="220px"))
-        self.window_picker = widgets.IntSlider(value=1000, min=100, max=20_000, step=100,
-                                               description="window", continuous_update=False)
+        self.metric_picker = widgets.Dropdown(
+            description="metric", layout=widgets.Layout(width="220px")
+        )
+        self.window_picker = widgets.IntSlider(
+            value=1000, min=100, max=20_000, step=100, description="window", continuous_update=False
+        )
         self.status = widgets.HTML()
         self.figures = {name: FigureWidget() for name in PANELS}
-        controls = widgets.HBox([self.run_picker, self.learner_picker,
-                                 widgets.VBox([self.metric_picker, self.window_picker])])
+        controls = widgets.HBox(
+            [
+                self.run_picker,
+                self.learner_picker,
+                widgets.VBox([self.metric_picker, self.window_picker]),
+            ]
+        )
         super().__init__([controls, self.status, *self.figures.values()])
         self.add_class("workbench-dashboard")
         self._sync_runs(select_newest=True)
@@ -57,7 +66,9 @@ class Dashboard(widgets.VBox):
         self._follow = runs is None  # follow the newest run until the user picks one
         self._thread = None
         if live:
-            self._thread = threading.Thread(target=self._watch, name="workbench-dashboard", daemon=True)
+            self._thread = threading.Thread(
+                target=self._watch, name="workbench-dashboard", daemon=True
+            )
             self._thread.start()
 
     # -- what the user does ------------------------------------------------------------------
@@ -70,7 +81,9 @@ class Dashboard(widgets.VBox):
         """Set the learner and metric pickers for the picked run, then draw it."""
         run_id = self.run_picker.value
         if run_id is None:
-            self.status.value = f"<i>no runs in {self.store.path} yet: replay an experiment with wb.run(...)</i>"
+            self.status.value = (
+                f"<i>no runs in {self.store.path} yet: replay an experiment with wb.run(...)</i>"
+            )
             return
         view = View.of(self.store, run_id)
         with self._quiet():
@@ -82,8 +95,13 @@ class Dashboard(widgets.VBox):
         self.refresh()
 
     def view(self) -> View:
-        return View.of(self.store, self.run_picker.value, list(self.learner_picker.value) or None,
-                       self.metric_picker.value, self.window_picker.value)
+        return View.of(
+            self.store,
+            self.run_picker.value,
+            list(self.learner_picker.value) or None,
+            self.metric_picker.value,
+            self.window_picker.value,
+        )
 
     def refresh(self) -> None:
         """Redraw every panel from the database."""
@@ -98,8 +116,9 @@ class Dashboard(widgets.VBox):
             info = self.store.run(view.run_id)
             self.refreshes += 1
             self.status.value = (
-                f"<b>{info['name']}</b> · run {view.run_id} · {info['status']} · task {info['task']} · "
-                f"drawn in {time.perf_counter() - started:.2f} s")
+                f"<b>{info['name']}</b> · run {view.run_id} · {info['status']} · "
+                f"task {info['task']} · drawn in {time.perf_counter() - started:.2f} s"
+            )
 
     @staticmethod
     def _replace(widget: FigureWidget, fig: go.Figure) -> None:
@@ -112,9 +131,15 @@ class Dashboard(widgets.VBox):
     # -- live mode ------------------------------------------------------------------------------
     def _sync_runs(self, select_newest: bool) -> None:
         runs = self.store.runs() if Path(self.store.path).exists() else None
-        options = [] if runs is None else [
-            (f"{r.name} · {r.run_id} · {r.status}", r.run_id) for r in runs.itertuples()
-            if self.fixed_runs is None or r.run_id in self.fixed_runs]
+        options = (
+            []
+            if runs is None
+            else [
+                (f"{r.name} · {r.run_id} · {r.status}", r.run_id)
+                for r in runs.itertuples()
+                if self.fixed_runs is None or r.run_id in self.fixed_runs
+            ]
+        )
         with self._quiet():
             current = self.run_picker.value
             self.run_picker.options = options[::-1]  # newest first
@@ -168,8 +193,9 @@ class Dashboard(widgets.VBox):
         super().close()
 
 
-def dashboard(db_or_run=None, runs: list[str] | None = None, live: bool = True,
-              interval: float = 1.0) -> Dashboard:
+def dashboard(
+    db_or_run=None, runs: list[str] | None = None, live: bool = True, interval: float = 1.0
+) -> Dashboard:
     """An interactive dashboard of the runs in a DuckDB file (default ``runs/workbench.duckdb``),
     a Store, or one Run: ``wb.dashboard(run)``. ``runs`` limits it to those run ids. With
     ``live`` it redraws itself (at most every ``interval`` s) while a replay writes."""

@@ -54,36 +54,54 @@ def only(frame: pd.DataFrame, learners: list[str] | None) -> pd.DataFrame:
 
 def versions(store: Store, run_id: str) -> pd.DataFrame:
     """learner, version, first_seq, last_seq, n: the stretch of the stream each version served."""
-    return store.sql("""
+    return store.sql(
+        """
         SELECT learner, model_version AS version, min(seq) AS first_seq, max(seq) AS last_seq,
                count(*) AS n
         FROM steps WHERE run_id = ? GROUP BY ALL ORDER BY learner, version
-    """, [run_id])
+    """,
+        [run_id],
+    )
 
 
 def latency(store: Store, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(histogram, quantiles) of predict and learn times, binned on a log scale in DuckDB."""
     k = BINS_PER_DECADE
-    histogram = store.sql(f"""
+    histogram = store.sql(
+        f"""
         WITH timed AS (
             SELECT learner, 'predict' AS phase, predict_us AS us FROM steps
             WHERE run_id = $run AND predict_us > 0
             UNION ALL
             SELECT learner, 'learn', learn_us FROM steps WHERE run_id = $run AND learn_us > 0
         )
-        SELECT learner, phase, pow(10, (floor(log10(us) * {k}) + 0.5) / {k}) AS us, count(*) AS count
+        SELECT learner, phase, pow(10, (floor(log10(us) * {k}) + 0.5) / {k}) AS us,
+               count(*) AS count
         FROM timed GROUP BY ALL ORDER BY learner, phase, us
-    """, {"run": run_id})
+    """,
+        {"run": run_id},
+    )
     # One pass with a list of quantiles per column is several times faster than one per phase.
-    wide = store.sql("""
+    wide = store.sql(
+        """
         SELECT learner, quantile_cont(predict_us, [0.5, 0.95, 0.99]) AS predict,
                quantile_cont(learn_us, [0.5, 0.95, 0.99]) AS learn
         FROM steps WHERE run_id = ? GROUP BY learner ORDER BY learner
-    """, [run_id])
+    """,
+        [run_id],
+    )
     quantiles = pd.DataFrame(
-        [(row.learner, phase, *(getattr(row, phase) if getattr(row, phase) is not None else [None] * 3))
-         for row in wide.itertuples() for phase in ("predict", "learn")],
-        columns=["learner", "phase", "p50", "p95", "p99"])
+        [
+            (
+                row.learner,
+                phase,
+                *(getattr(row, phase) if getattr(row, phase) is not None else [None] * 3),
+            )
+            for row in wide.itertuples()
+            for phase in ("predict", "learn")
+        ],
+        columns=["learner", "phase", "p50", "p95", "p99"],
+    )
     return histogram, quantiles
 
 
@@ -92,8 +110,9 @@ def checkpoints(store: Store, run_id: str) -> pd.DataFrame:
     the end of the stream, not an event in it)."""
     frame = optional(store, "checkpoints", run_id)
     if frame.empty:
-        frame = store.sql("SELECT learner, version, seq, reason FROM checkpoints WHERE run_id = ?",
-                          [run_id])
+        frame = store.sql(
+            "SELECT learner, version, seq, reason FROM checkpoints WHERE run_id = ?", [run_id]
+        )
     return frame[frame.reason != "final"] if not frame.empty else frame
 
 
@@ -105,9 +124,14 @@ def ab(store: Store, run_id: str, learners: list[str], metric: str) -> pd.DataFr
     text = ", y_true, y_pred" if metric == "mae" else ""
     rows = []
     for a, b in pairs:
-        steps = [store.sql(f"SELECT seq, correct, loss{text} FROM steps WHERE run_id = ? AND learner = ? "
-                           "AND y_pred IS NOT NULL AND y_true IS NOT NULL ORDER BY seq", [run_id, name])
-                 for name in (a, b)]
+        steps = [
+            store.sql(
+                f"SELECT seq, correct, loss{text} FROM steps WHERE run_id = ? AND learner = ? "
+                "AND y_pred IS NOT NULL AND y_true IS NOT NULL ORDER BY seq",
+                [run_id, name],
+            )
+            for name in (a, b)
+        ]
         if steps[0].empty or steps[1].empty:
             continue
         try:
@@ -117,8 +141,9 @@ def ab(store: Store, run_id: str, learners: list[str], metric: str) -> pd.DataFr
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
-def calibration(store: Store, run_id: str, bins: int = 10,
-                window: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def calibration(
+    store: Store, run_id: str, bins: int = 10, window: int | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(reliability curve over the whole run, ECE and Brier per ``window`` events): the frames
     of ``Store.calibration`` and ``Store.calibration_summary``, aggregated in DuckDB rather
     than in pandas so a run of millions of steps stays interactive. Bins as
@@ -131,13 +156,19 @@ def calibration(store: Store, run_id: str, bins: int = 10,
                  AND y_proba IS NOT NULL AND correct IS NOT NULL
         )
     """
-    curve = store.sql(binned + """
+    curve = store.sql(
+        binned
+        + """
         SELECT learner, min(min(seq)) OVER w AS window_start, max(max(seq)) OVER w AS window_end,
                bin, avg(p) AS confidence, avg(c) AS frequency, count(*) AS count
         FROM scored GROUP BY learner, bin WINDOW w AS (PARTITION BY learner) ORDER BY learner, bin
-    """, {"run": run_id})
+    """,
+        {"run": run_id},
+    )
     start = f"seq // {window} * {window}" if window else "0"
-    summary = store.sql(binned + f"""
+    summary = store.sql(
+        binned
+        + f"""
         , per_bin AS (
             SELECT learner, {start} AS window_start, min(seq) AS first, max(seq) AS last,
                    count(*) AS n, abs(sum(p) - sum(c)) AS gap, sum((p - c) ^ 2) AS squared
@@ -147,7 +178,9 @@ def calibration(store: Store, run_id: str, bins: int = 10,
                {f"window_start + {window} - 1" if window else "max(last)"} AS window_end,
                sum(gap) / sum(n) AS ece, sum(squared) / sum(n) AS brier, sum(n) AS n
         FROM per_bin GROUP BY learner, window_start ORDER BY learner, window_start
-    """, {"run": run_id})
+    """,
+        {"run": run_id},
+    )
     return curve, summary
 
 

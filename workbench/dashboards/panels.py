@@ -34,8 +34,14 @@ class View:
     task: str | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, store: Store, run_id: str, learners: list[str] | None = None,
-           metric: str | None = None, window: int | None = None) -> View:
+    def of(
+        cls,
+        store: Store,
+        run_id: str,
+        learners: list[str] | None = None,
+        metric: str | None = None,
+        window: int | None = None,
+    ) -> View:
         """Fill what was not picked from the run itself: all learners, the task's first metric,
         the config's ``rolling_window`` (1,000 events if it has none)."""
         info = store.run(run_id)
@@ -62,16 +68,24 @@ def build(store: Store, view: View, panels: list[str] | None = None) -> dict[str
     makers = {
         "rolling": lambda: figures.rolling_metric(
             data.only(store.rolling(run, view.metric, view.window, data.POINTS), chosen),
-            view.metric, view.window, store.true_drifts(run),
+            view.metric,
+            view.window,
+            store.true_drifts(run),
             data.only(data.optional(store, "drift_events", run), chosen),
             data.only(data.checkpoints(store, run), chosen),
-            data.only(data.optional(store, "rollbacks", run), chosen), palette),
-        "versions": lambda: figures.version_timeline(data.only(data.versions(store, run), chosen), palette),
-        "latency": lambda: figures.latency(*(data.only(f, chosen) for f in data.latency(store, run)),
-                                           palette=palette),
+            data.only(data.optional(store, "rollbacks", run), chosen),
+            palette,
+        ),
+        "versions": lambda: figures.version_timeline(
+            data.only(data.versions(store, run), chosen), palette
+        ),
+        "latency": lambda: figures.latency(
+            *(data.only(f, chosen) for f in data.latency(store, run)), palette=palette
+        ),
         "calibration": lambda: figures.calibration(
             *(data.only(f, chosen) for f in data.calibration(store, run, window=view.window)),
-            palette=palette),
+            palette=palette,
+        ),
         "feature_drift": lambda: figures.feature_drift(data.optional(store, "feature_drift", run)),
         "ab": lambda: figures.ab_table(data.ab(store, run, chosen or [], view.metric)),
         "data_quality": lambda: figures.data_quality(data.data_quality(store, [run])),

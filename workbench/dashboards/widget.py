@@ -46,7 +46,9 @@ export default () => {
 
 @cache
 def _bundle() -> str:
-    return (Path(plotly.__file__).parent / "package_data" / "widgetbundle.js").read_text(encoding="utf-8")
+    return (Path(plotly.__file__).parent / "package_data" / "widgetbundle.js").read_text(
+        encoding="utf-8"
+    )
 
 
 class FigureWidget(go.FigureWidget):
