@@ -7,8 +7,10 @@ while its own writer thread appends) and redraws at most once per ``interval`` s
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -70,6 +72,7 @@ class Dashboard(widgets.VBox):
                 target=self._watch, name="workbench-dashboard", daemon=True
             )
             self._thread.start()
+            _watching.add(self)
 
     # -- what the user does ------------------------------------------------------------------
     def _on_run(self) -> None:
@@ -109,11 +112,12 @@ class Dashboard(widgets.VBox):
             return
         with self._lock:
             view = self.view()
+            # Read the status first: "finished" then means every step was in when drawn.
+            info = self.store.run(view.run_id)
             started = time.perf_counter()
             built = build(self.store, view)
             for name, fig in built.items():
                 self._replace(self.figures[name], fig)
-            info = self.store.run(view.run_id)
             self.refreshes += 1
             self.status.value = (
                 f"<b>{info['name']}</b> · run {view.run_id} · {info['status']} · "
@@ -183,14 +187,29 @@ class Dashboard(widgets.VBox):
                 self.refresh()
         return True
 
-    def close(self) -> None:
-        """Stop watching the database and close the widgets."""
+    def stop(self) -> None:
+        """Stop watching the database (the panels stay as they are)."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+
+    def close(self) -> None:
+        """Stop watching the database and close the widgets."""
+        self.stop()
         for fig in self.figures.values():
             fig.close()
         super().close()
+
+
+#: dashboards whose watcher runs: stopped before the interpreter exits, as a thread killed in the
+#: middle of a DuckDB query aborts the process
+_watching: weakref.WeakSet[Dashboard] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_watching() -> None:
+    for dash in list(_watching):
+        dash.stop()
 
 
 def dashboard(
