@@ -185,3 +185,23 @@ def test_missing_database_is_explained(tmp_path):
 def test_bytes_per_step_stay_small(db):
     wb.run(agrawal_config(n=20_000), db=db, progress=False)
     assert os.path.getsize(db) / 40_000 < 200
+
+
+def test_rolling_metrics_river_computes_match_river_rolling(db):
+    """F1 and ROC AUC are windowed by River itself over the logged steps."""
+    from river import metrics, utils
+
+    run = wb.run({**agrawal_config(n=3000), "metrics": ["f1", "roc_auc"]}, db=db, progress=False)
+    steps = run.steps("lr")
+    for name, metric in [("f1", metrics.F1), ("roc_auc", metrics.ROCAUC)]:
+        rolled = run.rolling(name, window=300)
+        lr = rolled[rolled.learner == "lr"]
+        expected = utils.Rolling(metric, window_size=300)
+        values = {}
+        for seq, y, pred, p in zip(steps.seq, steps.y_true, steps.y_pred, steps.y_proba):
+            y, pred = int(y), pred == "true"
+            expected.update(y, {pred: p, not pred: 1 - p} if name == "roc_auc" else pred)
+            values[seq] = expected.get()
+        assert lr.value.tolist() == pytest.approx([values[s] for s in lr.seq])
+    with pytest.raises(wb.WorkbenchError, match="rolling metric 'mae' is not available for this binary run"):
+        run.rolling("mae")

@@ -42,8 +42,10 @@ class Run:
     def steps(self, learner: str | None = None) -> pd.DataFrame:
         return self.store.steps(self.id, learner)
 
-    def rolling(self, metric: str = "accuracy", window: int = 1000) -> pd.DataFrame:
-        return self.store.rolling(self.id, metric, window)
+    def rolling(self, metric: str = "accuracy", window: int | None = None) -> pd.DataFrame:
+        """The rolling ``metric`` of every learner (columns learner, seq, value); the window
+        defaults to the config's ``rolling_window``."""
+        return self.store.rolling(self.id, metric, window or self.info["config"].get("rolling_window", 1000))
 
     # -- drift, versions, A/B and calibration: the Store's readers for this run --------------
     def drift_events(self) -> pd.DataFrame:

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+from river import utils
 
-from workbench.errors import WorkbenchError
+from workbench.errors import ConfigError, WorkbenchError
 from workbench.evaluation.ab import AB_COLUMNS
+from workbench.evaluation.metrics import allowed as allowed_metrics
+from workbench.evaluation.metrics import make as make_metric
 from workbench.store import schema
 
 DEFAULT_DB = "runs/workbench.duckdb"
@@ -25,6 +28,9 @@ _SQL_ROLLING = {
     "rmse": "sqrt(avg(loss))",
     "mae": "avg(abs(y_true::DOUBLE - y_pred::DOUBLE))",
 }
+
+
+_SQL_REGRESSION = {"mse", "rmse", "mae"}
 
 
 class Store:
@@ -106,8 +112,9 @@ class Store:
                 points: int = 2000) -> pd.DataFrame:
         """The rolling ``metric`` of every learner over the last ``window`` scored steps,
         sampled at about ``points`` positions: columns learner, seq, value."""
-        if metric not in _SQL_ROLLING:
-            raise WorkbenchError(f"rolling metric {metric!r} is not available; allowed: {', '.join(_SQL_ROLLING)}")
+        regression = self.run(run_id)["task"] == "regression"
+        if metric not in _SQL_ROLLING or (metric in _SQL_REGRESSION) != regression:
+            return self._rolling_with_river(run_id, metric, window, points)
         query = f"""
             WITH scored AS (
                 SELECT learner, seq, y_true, y_pred, correct, loss
@@ -126,6 +133,37 @@ class Store:
         """
         with self._connect() as con:
             return con.execute(query, {"run": run_id, "points": points}).df()
+
+    def _rolling_with_river(self, run_id: str, metric: str, window: int, points: int) -> pd.DataFrame:
+        """Metrics DuckDB cannot window (F1, ROC AUC, R2, ...): River's own, over the logged steps."""
+        task = self.run(run_id)["task"]
+        try:
+            make_metric(metric, task)
+        except ConfigError as exc:
+            sql = [m for m in _SQL_ROLLING if (m in _SQL_REGRESSION) == (task == "regression")]
+            allowed = sorted(set(sql) | set(allowed_metrics(task)))
+            raise WorkbenchError(f"rolling metric {metric!r} is not available for this {task} run; allowed: {', '.join(allowed)}") from exc
+        steps = self.sql(
+            "SELECT learner, seq, y_true, y_pred, y_proba FROM steps WHERE run_id = ? "
+            "AND y_pred IS NOT NULL AND y_true IS NOT NULL ORDER BY learner, seq", [run_id])
+        rows = []
+        for learner, group in steps.groupby("learner", sort=False):
+            rolled = utils.Rolling(type(make_metric(metric, task)), window_size=window)
+            parse = float if task == "regression" else _label
+            classes = sorted({_label(v) for v in group.y_true.unique()} | {_label(v) for v in group.y_pred.unique()}, key=str)
+            wants_proba = task != "regression" and not rolled.obj.requires_labels
+            every = max(1, len(group) // points)
+            last = len(group) - 1
+            for k, (seq, y_true, y_pred, proba) in enumerate(zip(group.seq, group.y_true, group.y_pred, group.y_proba)):
+                y, pred = parse(y_true), parse(y_pred)
+                if wants_proba:  # binary: the other class has the rest of the probability
+                    other = next((c for c in classes if c != pred), None)
+                    pred = {pred: proba, other: 1.0 - proba}
+                rolled.update(y, pred)
+                if k % every == 0 or k == last:
+                    rows.append((learner, int(seq), rolled.get()))
+        return pd.DataFrame(rows, columns=["learner", "seq", "value"])
+
 
     # -- drift, versions, A/B and calibration (issue 4) -------------------------------------
     def drift_events(self, run_id: str) -> pd.DataFrame:
@@ -263,3 +301,13 @@ class Store:
         batch = kinds[kinds.kind == "batch"].learner
         rows = [self.ab(run_id, a, b, metric) for a in online for b in batch]
         return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=AB_COLUMNS)
+
+
+def _label(text: str):
+    """A label as the store wrote it (Arrow's text cast) back to a Python value."""
+    if text in ("true", "false"):
+        return text == "true"
+    try:
+        return int(text)
+    except ValueError:
+        return text
