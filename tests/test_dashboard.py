@@ -24,7 +24,9 @@ def two_runs(tmp_path_factory):
     db = tmp_path_factory.mktemp("dash") / "runs.duckdb"
     first = wb.run(agrawal_config(n=4000), db=db, progress=False)
     second = wb.run(
-        agrawal_config(n=3000, name="second", rolling_window=300), db=db, progress=False
+        agrawal_config(n=3000, name="second", rolling_window=300, metrics=["accuracy", "roc_auc"]),
+        db=db,
+        progress=False,
     )
     return db, first, second
 
@@ -101,6 +103,12 @@ def test_dashboard_shows_every_panel_and_follows_the_pickers(two_runs):
         )
         assert set(lines(dash)) == {"lr", "tree"}
         assert max(lines(dash)["lr"].x) == 2999
+        # The run's own metrics are offered too; River rolls those over the logged steps.
+        assert dash.metric_picker.options == ("accuracy", "error_rate", "log_loss", "roc_auc")
+        dash.metric_picker.value = "roc_auc"
+        auc = second.store.rolling(second.id, "roc_auc", 300)
+        tree_auc = auc[auc.learner == "tree"].value.tolist()
+        assert list(lines(dash)["tree"].y) == pytest.approx(tree_auc)
 
         dash.run_picker.value = first.id
         assert max(lines(dash)["lr"].x) == 3999

@@ -92,7 +92,7 @@ class Dashboard(widgets.VBox):
         with self._quiet():
             self.learner_picker.options = view.learners
             self.learner_picker.value = tuple(view.learners)
-            self.metric_picker.options = data.metrics_for(view.task)
+            self.metric_picker.options = view.metrics
             self.metric_picker.value = view.metric
             self.window_picker.value = view.window
         self.refresh()

@@ -27,8 +27,11 @@ POINTS = 2000
 BINS_PER_DECADE = 12
 
 
-def metrics_for(task: str | None) -> list[str]:
-    return METRICS["regression" if task and "regression" in task.lower() else "classification"]
+def metrics_for(task: str | None, configured: list[str] | None = None) -> list[str]:
+    """The metrics DuckDB windows for this task, then the run's own (``metrics:`` in its
+    config, e.g. roc_auc or f1), which the store rolls with River over the logged steps."""
+    sql = METRICS["regression" if task and "regression" in task.lower() else "classification"]
+    return sql + [m for m in configured or [] if m not in sql]
 
 
 def optional(store: Store, method: str, *args, **kwargs) -> pd.DataFrame:

@@ -32,6 +32,7 @@ class View:
     metric: str | None = None
     window: int | None = None
     task: str | None = field(default=None, repr=False)
+    metrics: list[str] = field(default_factory=list, repr=False)
 
     @classmethod
     def of(
@@ -46,9 +47,9 @@ class View:
         the config's ``rolling_window`` (1,000 events if it has none)."""
         info = store.run(run_id)
         names = all_learners(store, run_id)
-        metric = metric or data.metrics_for(info["task"])[0]
+        metrics = data.metrics_for(info["task"], info["config"].get("metrics"))
         window = window or int(info["config"].get("rolling_window") or 1000)
-        return cls(run_id, learners or names, metric, window, info["task"])
+        return cls(run_id, learners or names, metric or metrics[0], window, info["task"], metrics)
 
 
 def all_learners(store: Store, run_id: str) -> list[str]:
