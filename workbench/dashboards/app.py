@@ -97,25 +97,17 @@ class Dashboard(widgets.VBox):
             self.window_picker.value = view.window
         self.refresh()
 
-    def view(self) -> View:
-        return View.of(
-            self.store,
-            self.run_picker.value,
-            list(self.learner_picker.value) or None,
-            self.metric_picker.value,
-            self.window_picker.value,
-        )
-
     def refresh(self) -> None:
         """Redraw every panel from the database."""
         if self._syncing or self.run_picker.value is None:
             return
-        with self._lock:
-            view = self.view()
-            # Read the status first: "finished" then means every step was in when drawn.
-            info = self.store.run(view.run_id)
+        with self._lock, self.store.session() as store:
             started = time.perf_counter()
-            built = build(self.store, view)
+            view = View.of(store, self.run_picker.value, list(self.learner_picker.value) or None,
+                           self.metric_picker.value, self.window_picker.value)
+            # Read the status first: "finished" then means every step was in when drawn.
+            info = store.run(view.run_id)
+            built = build(store, view)
             for name, fig in built.items():
                 self._replace(self.figures[name], fig)
             self.refreshes += 1

@@ -64,6 +64,11 @@ def all_learners(store: Store, run_id: str) -> list[str]:
 
 def build(store: Store, view: View, panels: list[str] | None = None) -> dict[str, go.Figure]:
     """The figures of ``panels`` (default: all) for ``view``."""
+    with store.session() as shared:
+        return _build(shared, view, panels)
+
+
+def _build(store: Store, view: View, panels: list[str] | None) -> dict[str, go.Figure]:
     run, chosen = view.run_id, view.learners
     palette = figures.colors(all_learners(store, run))
     makers = {

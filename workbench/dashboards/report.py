@@ -11,6 +11,7 @@ from plotly.offline import get_plotlyjs
 
 from workbench import __version__
 from workbench.dashboards.panels import PANELS, View, build, open_store
+from workbench.store import Store
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1200px; color: #222; }
@@ -32,33 +33,10 @@ def report(
 ) -> Path:
     """Write the panels of ``runs`` (default: every run in the database; a Run alone: that run)
     to ``output`` as one HTML file that works offline. Returns the path written."""
-    store, runs = open_store(db_or_run, runs)
-    run_ids = runs or store.runs().run_id.tolist()
-    sections = []
-    for i, run_id in enumerate(run_ids):
-        info = store.run(run_id)
-        view = View.of(store, run_id, metric=metric, window=window)
-        figures = build(store, view)
-        divs = "\n".join(
-            f'<div class="panel" data-panel="{name}">'
-            + figures[name].to_html(
-                full_html=False,
-                include_plotlyjs=False,
-                div_id=f"run{i}-{name}",
-                config={"displaylogo": False, "responsive": True},
-            )
-            + "</div>"
-            for name in PANELS
-        )
-        summary = store.summary(run_id).to_html(
-            index=False, classes="summary", border=0, float_format=lambda v: f"{v:,.4f}", na_rep="–"
-        )
-        sections.append(
-            f'<section class="run" data-run="{html.escape(run_id)}">'
-            f"<h2>{html.escape(info['name'])} <span class=meta>run {html.escape(run_id)} · "
-            f"{info['status']} · {info['task']} · {info['n_events']:,} events</span></h2>"
-            f"{summary}\n{divs}</section>"
-        )
+    opened, runs = open_store(db_or_run, runs)
+    with opened.session() as store:
+        sections = [_section(store, i, run_id, metric, window)
+                    for i, run_id in enumerate(runs or store.runs().run_id.tolist())]
     if not sections:
         sections.append(f"<p>No runs in {html.escape(store.path)} yet.</p>")
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -73,3 +51,30 @@ def report(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(page, encoding="utf-8")
     return output
+
+
+def _section(store: Store, i: int, run_id: str, metric: str | None, window: int | None) -> str:
+    """One run's heading, summary table and panels."""
+    info = store.run(run_id)
+    view = View.of(store, run_id, metric=metric, window=window)
+    figures = build(store, view)
+    divs = "\n".join(
+        f'<div class="panel" data-panel="{name}">'
+        + figures[name].to_html(
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=f"run{i}-{name}",
+            config={"displaylogo": False, "responsive": True},
+        )
+        + "</div>"
+        for name in PANELS
+    )
+    summary = store.summary(run_id).to_html(
+        index=False, classes="summary", border=0, float_format=lambda v: f"{v:,.4f}", na_rep="–"
+    )
+    return (
+        f'<section class="run" data-run="{html.escape(run_id)}">'
+        f"<h2>{html.escape(info['name'])} <span class=meta>run {html.escape(run_id)} · "
+        f"{info['status']} · {info['task']} · {info['n_events']:,} events</span></h2>"
+        f"{summary}\n{divs}</section>"
+    )
