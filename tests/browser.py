@@ -89,11 +89,24 @@ def voila(notebook: Path, env: dict[str, str], log: Path, timeout: float = 60):
     """Voilà serving ``notebook`` on 127.0.0.1, its output in ``log``; stopped (and waited
     for) on exit."""
     port = free_port()
-    command = [sys.executable, "-m", "voila", notebook.name, f"--port={port}",
-               "--Voila.ip=127.0.0.1", "--Voila.port_retries=0", "--no-browser"]
+    command = [
+        sys.executable,
+        "-m",
+        "voila",
+        notebook.name,
+        f"--port={port}",
+        "--Voila.ip=127.0.0.1",
+        "--Voila.port_retries=0",
+        "--no-browser",
+    ]
     with open(log, "w") as out:
-        proc = subprocess.Popen(command, cwd=notebook.parent, env={**os.environ, **env},
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            command,
+            cwd=notebook.parent,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -102,8 +115,9 @@ def voila(notebook: Path, env: dict[str, str], log: Path, timeout: float = 60):
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"voila did not start on port {port}: "
-                                       f"{log.read_text()[-3000:]}") from None
+                    raise RuntimeError(
+                        f"voila did not start on port {port}: {log.read_text()[-3000:]}"
+                    ) from None
                 time.sleep(0.2)
         yield f"http://127.0.0.1:{port}/"
     finally:

@@ -103,8 +103,13 @@ class Dashboard(widgets.VBox):
             return
         with self._lock, self.store.session() as store:
             started = time.perf_counter()
-            view = View.of(store, self.run_picker.value, list(self.learner_picker.value) or None,
-                           self.metric_picker.value, self.window_picker.value)
+            view = View.of(
+                store,
+                self.run_picker.value,
+                list(self.learner_picker.value) or None,
+                self.metric_picker.value,
+                self.window_picker.value,
+            )
             # Read the status first: "finished" then means every step was in when drawn.
             info = store.run(view.run_id)
             built = build(store, view)

@@ -1,9 +1,8 @@
 """The tidy DataFrames behind each panel, aggregated in DuckDB so that a run of millions of
 steps reaches the browser as a few thousand points per trace.
 
-Panels whose tables another part of the workbench fills (drift events, rollbacks, feature
-drift, calibration, A/B) read them through the Store's methods; a store without the method or
-a run without those rows gives an empty frame, and the panel says so.
+Small tables (drift events, rollbacks, feature drift, checkpoints) are read with the Store's
+own methods; a run without those rows gives an empty frame, and the panel says why.
 """
 
 from __future__ import annotations
@@ -32,21 +31,6 @@ def metrics_for(task: str | None, configured: list[str] | None = None) -> list[s
     config, e.g. roc_auc or f1), which the store rolls with River over the logged steps."""
     sql = METRICS["regression" if task and "regression" in task.lower() else "classification"]
     return sql + [m for m in configured or [] if m not in sql]
-
-
-def optional(store: Store, method: str, *args, **kwargs) -> pd.DataFrame:
-    """``store.method(...)``, or an empty frame when this store or run does not have it."""
-    read = getattr(store, method, None)
-    if read is None:
-        return pd.DataFrame()
-    try:
-        return read(*args, **kwargs)
-    except WorkbenchError:
-        return pd.DataFrame()
-    except Exception as exc:  # a table another stage has not created in this file yet
-        if "does not exist" in str(exc):
-            return pd.DataFrame()
-        raise
 
 
 def only(frame: pd.DataFrame, learners: list[str] | None) -> pd.DataFrame:
@@ -111,12 +95,8 @@ def latency(store: Store, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 def checkpoints(store: Store, run_id: str) -> pd.DataFrame:
     """Checkpoints taken during the replay (the final one of every run is left out: it marks
     the end of the stream, not an event in it)."""
-    frame = optional(store, "checkpoints", run_id)
-    if frame.empty:
-        frame = store.sql(
-            "SELECT learner, version, seq, reason FROM checkpoints WHERE run_id = ?", [run_id]
-        )
-    return frame[frame.reason != "final"] if not frame.empty else frame
+    frame = store.checkpoints(run_id)
+    return frame[frame.reason != "final"]
 
 
 def ab(store: Store, run_id: str, learners: list[str], metric: str) -> pd.DataFrame:

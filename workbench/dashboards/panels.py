@@ -77,9 +77,9 @@ def _build(store: Store, view: View, panels: list[str] | None) -> dict[str, go.F
             view.metric,
             view.window,
             store.true_drifts(run),
-            data.only(data.optional(store, "drift_events", run), chosen),
+            data.only(store.drift_events(run), chosen),
             data.only(data.checkpoints(store, run), chosen),
-            data.only(data.optional(store, "rollbacks", run), chosen),
+            data.only(store.rollbacks(run), chosen),
             palette,
         ),
         "versions": lambda: figures.version_timeline(
@@ -92,7 +92,7 @@ def _build(store: Store, view: View, panels: list[str] | None) -> dict[str, go.F
             *(data.only(f, chosen) for f in data.calibration(store, run, window=view.window)),
             palette=palette,
         ),
-        "feature_drift": lambda: figures.feature_drift(data.optional(store, "feature_drift", run)),
+        "feature_drift": lambda: figures.feature_drift(store.feature_drift(run)),
         "ab": lambda: figures.ab_table(data.ab(store, run, chosen or [], view.metric)),
         "data_quality": lambda: figures.data_quality(data.data_quality(store, [run])),
     }

@@ -35,8 +35,10 @@ def report(
     to ``output`` as one HTML file that works offline. Returns the path written."""
     opened, runs = open_store(db_or_run, runs)
     with opened.session() as store:
-        sections = [_section(store, i, run_id, metric, window)
-                    for i, run_id in enumerate(runs or store.runs().run_id.tolist())]
+        sections = [
+            _section(store, i, run_id, metric, window)
+            for i, run_id in enumerate(runs or store.runs().run_id.tolist())
+        ]
     if not sections:
         sections.append(f"<p>No runs in {html.escape(store.path)} yet.</p>")
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
