@@ -113,6 +113,8 @@ def rolling_metric(
     if rolling.empty:
         return message(title, "no scored steps yet: a learner is scored once a label arrives")
     learners = list(dict.fromkeys(rolling.learner))
+    if palette:  # the run's order (online arms, then baselines), not the query's
+        learners = sorted(learners, key=list(palette).index)
     palette = palette or colors(learners)
     fig = go.Figure()
     for learner in learners:
