@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import agrawal_config
 from scipy import stats
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss
@@ -11,15 +12,21 @@ from sklearn.metrics import brier_score_loss
 import workbench as wb
 from workbench.evaluation.ab import mcnemar
 
-from conftest import agrawal_config
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     db = tmp_path_factory.mktemp("ab") / "runs.duckdb"
-    config = agrawal_config(6000, baselines=[{"name": "static", "model": "sklearn.linear_model.LogisticRegression",
-                                              "preprocessing": ["sklearn.preprocessing.StandardScaler"],
-                                              "fit_on_first": 1000}])
+    config = agrawal_config(
+        6000,
+        baselines=[
+            {
+                "name": "static",
+                "model": "sklearn.linear_model.LogisticRegression",
+                "preprocessing": ["sklearn.preprocessing.StandardScaler"],
+                "fit_on_first": 1000,
+            }
+        ],
+    )
     return wb.run(config, db=db, progress=False)
 
 
@@ -35,16 +42,34 @@ def test_ab_pairs_events_and_agrees_with_scipy(run):
     assert row.a_value == pytest.approx(ca.mean()) and row.b_value == pytest.approx(cb.mean())
     assert row["diff"] == pytest.approx(ca.mean() - cb.mean())
     only_a, only_b = int((ca & ~cb).sum()), int((~ca & cb).sum())
-    assert row.mcnemar_statistic == pytest.approx((abs(only_a - only_b) - 1) ** 2 / (only_a + only_b))
+    assert row.mcnemar_statistic == pytest.approx(
+        (abs(only_a - only_b) - 1) ** 2 / (only_a + only_b)
+    )
     assert row.mcnemar_pvalue == pytest.approx(stats.chi2.sf(row.mcnemar_statistic, 1))
     diffs = (ca.astype(float) - cb).reshape(-1, 500).mean(axis=1)  # 10 windows of 500 events
     assert row.ci_low <= diffs.mean() <= row.ci_high
-    expected = stats.bootstrap((diffs,), np.mean, n_resamples=2000, method="percentile",
-                               random_state=np.random.default_rng(1)).confidence_interval
+    expected = stats.bootstrap(
+        (diffs,),
+        np.mean,
+        n_resamples=2000,
+        method="percentile",
+        random_state=np.random.default_rng(1),
+    ).confidence_interval
     assert (row.ci_low, row.ci_high) == pytest.approx((expected.low, expected.high))
-    assert row.verdict.startswith("tree is better") if row.ci_low > 0 else isinstance(row.verdict, str)
+    assert (
+        row.verdict.startswith("tree is better") if row.ci_low > 0 else isinstance(row.verdict, str)
+    )
     swapped = store.ab(run.id, "static", "tree", window=500, n_boot=2000, seed=1).iloc[0]
     assert swapped["diff"] == pytest.approx(-row["diff"])
+
+
+def test_ab_from_the_command_line(run, capsys):
+    from workbench.cli import main
+
+    assert main(["ab", run.id, "tree", "static", "--db", run.store.path, "--window", "500"]) == 0
+    out = capsys.readouterr().out
+    row = run.store.ab(run.id, "tree", "static", window=500).iloc[0]
+    assert row.verdict in out and "McNemar" in out
 
 
 def test_mcnemar_uses_the_exact_test_when_few_events_disagree():
@@ -90,7 +115,9 @@ def test_calibration_matches_scikit_learn(run):
     assert curve["count"].sum() == len(steps)
     summary = store.calibration_summary(run.id).set_index("learner")
     # binary: the top-label Brier score is the usual Brier score of the positive class
-    positive = np.where(steps.y_pred == "true", steps.y_proba, 1 - steps.y_proba)  # River LR: True/False
+    positive = np.where(
+        steps.y_pred == "true", steps.y_proba, 1 - steps.y_proba
+    )  # River LR: True/False
     assert summary.brier["lr"] == pytest.approx(brier_score_loss(steps.y_true == "1", positive))
     ece = (curve["count"] * (curve.confidence - curve.frequency).abs()).sum() / len(steps)
     assert summary.ece["lr"] == pytest.approx(ece)
@@ -100,7 +127,11 @@ def test_calibration_matches_scikit_learn(run):
 def test_calibration_per_window(run):
     windows = run.store.calibration_summary(run.id, window=2000)
     lr = windows[windows.learner == "lr"]
-    assert lr.window_start.tolist() == [0, 2000, 4000] and lr.window_end.tolist() == [1999, 3999, 5999]
+    assert lr.window_start.tolist() == [0, 2000, 4000] and lr.window_end.tolist() == [
+        1999,
+        3999,
+        5999,
+    ]
     assert lr.n.tolist() == [2000, 2000, 2000]
     curve = run.store.calibration(run.id, window=2000)
     assert set(curve.learner) == {"lr", "tree", "static"}

@@ -6,6 +6,7 @@ import itertools
 
 import pyarrow as pa
 import pytest
+from conftest import agrawal_config
 from river import datasets
 
 import workbench as wb
@@ -18,16 +19,20 @@ from workbench.store import RunWriter
 from workbench.supervision import Supervisor
 from workbench.versioning import restore
 
-from conftest import agrawal_config
-
-LR = {"name": "lr", "model": "river.linear_model.LogisticRegression",
-      "preprocessing": ["river.preprocessing.StandardScaler"]}
+LR = {
+    "name": "lr",
+    "model": "river.linear_model.LogisticRegression",
+    "preprocessing": ["river.preprocessing.StandardScaler"],
+}
 
 
 def test_a_checkpoint_loaded_again_predicts_what_the_model_predicted_when_saved(db):
     data = list(itertools.islice(datasets.Phishing(), 1250))
-    config = {"name": "versions", "learners": [LR, {"name": "tree", "model": "river.tree.HoeffdingTreeClassifier"}],
-              "checkpoints": {"every": 250, "keep": 100, "at": [333]}}
+    config = {
+        "name": "versions",
+        "learners": [LR, {"name": "tree", "model": "river.tree.HoeffdingTreeClassifier"}],
+        "checkpoints": {"every": 250, "keep": 100, "at": [333]},
+    }
     run = wb.run(config, db=db, progress=False, stream=data)
     store = wb.connect(db)
     cps = store.checkpoints(run.id)
@@ -40,7 +45,9 @@ def test_a_checkpoint_loaded_again_predicts_what_the_model_predicted_when_saved(
         model = restore(*store.checkpoint_state(run.id, cp.learner, cp.version))
         proba = model.predict_proba_one(data[first.seq][0])
         y_pred = max(proba, key=proba.get)
-        assert pa.array([y_pred]).cast(pa.string())[0].as_py() == first.y_pred  # as the store writes it
+        assert (
+            pa.array([y_pred]).cast(pa.string())[0].as_py() == first.y_pred
+        )  # as the store writes it
         assert proba[y_pred] == first.y_proba
         checked += 1
     assert checked == 2 * (4 + 1)  # every 250 updates up to 1000, plus the on-demand one
@@ -112,15 +119,18 @@ def test_the_guard_catches_a_bad_update_and_rolls_back(db):
     assert rb.to_version.iloc[0] < steps.model_version[4000]  # a checkpoint from before the damage
     before = steps.loc[3500:3999].correct.mean()
     damaged = steps.loc[4000:seq].correct.mean()
-    after = steps.loc[seq + 1:seq + 500].correct.mean()
+    after = steps.loc[seq + 1 : seq + 500].correct.mean()
     assert damaged < before - 0.1 and after > before - 0.05
 
 
-@pytest.mark.parametrize("guard, words", [
-    ({"metric": "mse"}, "for regressors"),
-    ({"metric": "f1"}, "allowed: accuracy"),
-    ({"drop": -1}, "at least 0"),
-])
+@pytest.mark.parametrize(
+    "guard, words",
+    [
+        ({"metric": "mse"}, "for regressors"),
+        ({"metric": "f1"}, "allowed: accuracy"),
+        ({"drop": -1}, "at least 0"),
+    ],
+)
 def test_bad_guard_config_names_the_key(db, guard, words):
     with pytest.raises(wb.ConfigError) as err:
         wb.run(agrawal_config(100, guard=guard, checkpoints={"every": 50}), db=db, progress=False)

@@ -97,8 +97,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     import workbench
 
     row = workbench.connect(args.db).rollback(args.run_id, args.learner, args.to).iloc[0]
-    print(f"{row.learner}: rolled back from version {row.from_version} to version {row.to_version}; "
-          f"it is now the current model as version {row.new_version}")
+    print(
+        f"{row.learner}: rolled back from version {row.from_version} to version {row.to_version}; "
+        f"it is now the current model as version {row.new_version}"
+    )
     return 0
 
 
@@ -109,9 +111,14 @@ def cmd_drift(args: argparse.Namespace) -> int:
     run_id = args.run_id or store.latest_run_id()
     scores = store.drift_scores(run_id, args.max_delay)
     if scores.empty:
-        print(f"run {run_id} has no drift alarms (configure drift: {{detector: river.drift.ADWIN}})")
+        print(
+            f"run {run_id} has no drift alarms (configure drift: {{detector: river.drift.ADWIN}})"
+        )
         return 0
-    print(f"drift detectors of run {run_id} scored against its {int(scores.true_drifts.iloc[0])} true drifts")
+    print(
+        f"drift detectors of run {run_id} scored against its "
+        f"{int(scores.true_drifts.iloc[0])} true drifts"
+    )
     print(scores.drop(columns="delays").to_string(index=False))
     return 0
 
@@ -121,8 +128,10 @@ def cmd_ab(args: argparse.Namespace) -> int:
 
     store = workbench.connect(args.db)
     row = store.ab(args.run_id, args.a, args.b, args.metric, args.window).iloc[0]
-    print(f"{args.a} vs {args.b} on {row.n:,} events both scored ({args.metric}): "
-          f"{row.a_value:.4f} vs {row.b_value:.4f}")
+    print(
+        f"{args.a} vs {args.b} on {row.n:,} events both scored ({args.metric}): "
+        f"{row.a_value:.4f} vs {row.b_value:.4f}"
+    )
     print(row.verdict)
     if row.mcnemar_pvalue == row.mcnemar_pvalue:  # not NaN: a classifier
         print(f"McNemar: statistic {row.mcnemar_statistic:.2f}, p = {row.mcnemar_pvalue:.3g}")
@@ -168,16 +177,27 @@ def build_parser() -> argparse.ArgumentParser:
                                               "rolling_window, else 1000)")
     p.set_defaults(func=cmd_report)
 
-    p = with_db(sub.add_parser("rollback", help="make an earlier checkpoint a learner's current model"))
+    p = with_db(
+        sub.add_parser("rollback", help="make an earlier checkpoint a learner's current model")
+    )
     p.add_argument("run_id")
     p.add_argument("learner")
-    p.add_argument("--to", type=int, default=None, metavar="VERSION",
-                   help="checkpoint version to restore (default: the one before the latest)")
+    p.add_argument(
+        "--to",
+        type=int,
+        default=None,
+        metavar="VERSION",
+        help="checkpoint version to restore (default: the one before the latest)",
+    )
     p.set_defaults(func=cmd_rollback)
 
-    p = with_db(sub.add_parser("drift", help="score a run's drift detectors against its true drifts"))
+    p = with_db(
+        sub.add_parser("drift", help="score a run's drift detectors against its true drifts")
+    )
     p.add_argument("run_id", nargs="?", help="default: the latest run")
-    p.add_argument("--max-delay", type=int, default=None, help="a later first alarm counts as a miss")
+    p.add_argument(
+        "--max-delay", type=int, default=None, help="a later first alarm counts as a miss"
+    )
     p.set_defaults(func=cmd_drift)
 
     p = with_db(sub.add_parser("ab", help="paired comparison of two learners of a run"))

@@ -363,7 +363,7 @@ class FeatureDriftConfig:
 
     window: int = 1000
     bins: int = 10
-    psi: float = 0.2          # alarm when a window's PSI exceeds this
+    psi: float = 0.2  # alarm when a window's PSI exceeds this
     ks_pvalue: float = 0.001  # alarm when the KS test's p-value falls below this
 
 
@@ -375,15 +375,15 @@ class DriftConfig:
     params: dict[str, Any] = field(default_factory=dict)
     on: str = "error"
     action: str = "none"
-    learners: list[str] | None = None   # None: every learner and baseline
-    name: str | None = None             # the detector's name in drift_events (default: its class)
+    learners: list[str] | None = None  # None: every learner and baseline
+    name: str | None = None  # the detector's name in drift_events (default: its class)
     features: FeatureDriftConfig | None = None
 
 
 @dataclass
 class CheckpointConfig:
-    every: int | None = None            # updates between scheduled checkpoints
-    keep: int = 10                      # scheduled / on-demand / rollback checkpoints kept
+    every: int | None = None  # updates between scheduled checkpoints
+    keep: int = 10  # scheduled / on-demand / rollback checkpoints kept
     at: list[int] = field(default_factory=list)  # positions of on-demand checkpoints
 
 
@@ -394,7 +394,15 @@ class GuardConfig:
     drop: float = 0.05
 
 
-_BASELINE_KEYS = ("name", "model", "params", "preprocessing", "fit_on_first", "refit_every", "window")
+_BASELINE_KEYS = (
+    "name",
+    "model",
+    "params",
+    "preprocessing",
+    "fit_on_first",
+    "refit_every",
+    "window",
+)
 _DRIFT_CFG_KEYS = ("detector", "params", "on", "action", "learners", "name", "features")
 _FEATURE_KEYS = ("window", "bins", "psi", "ks_pvalue")
 
@@ -402,33 +410,49 @@ _FEATURE_KEYS = ("window", "bins", "psi", "ks_pvalue")
 def _science(raw: dict, learner_names: list[str]) -> dict[str, Any]:
     baselines_raw = raw.get("baselines") or []
     if not isinstance(baselines_raw, list):
-        raise ConfigError("baselines", "expected a list of {name, model, params, preprocessing, "
-                          "fit_on_first, refit_every, window}")
+        raise ConfigError(
+            "baselines",
+            "expected a list of {name, model, params, preprocessing, "
+            "fit_on_first, refit_every, window}",
+        )
     baselines = [_baseline(b, f"baselines[{i}]") for i, b in enumerate(baselines_raw)]
     names = learner_names + [b.name for b in baselines]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ConfigError("baselines", f"learner and baseline names must be unique; repeated: {', '.join(dupes)}")
+        raise ConfigError(
+            "baselines", f"learner and baseline names must be unique; repeated: {', '.join(dupes)}"
+        )
     drift_raw = raw.get("drift") or []
     items = [drift_raw] if isinstance(drift_raw, dict) else drift_raw
     if not isinstance(items, list):
-        raise ConfigError("drift", "expected a mapping {detector, params, on, action} or a list of them")
+        raise ConfigError(
+            "drift", "expected a mapping {detector, params, on, action} or a list of them"
+        )
     keys = ["drift"] if isinstance(drift_raw, dict) else [f"drift[{i}]" for i in range(len(items))]
     drift = [_drift_config(d, k, names) for d, k in zip(items, keys, strict=True)]
     if sum(d.features is not None for d in drift) > 1:
         raise ConfigError("drift", "give features: {window, ...} once")
-    acting = [n for n in names for d in drift
-              if d.action != "none" and d.detector and (d.learners is None or n in d.learners)]
+    acting = [
+        n
+        for n in names
+        for d in drift
+        if d.action != "none" and d.detector and (d.learners is None or n in d.learners)
+    ]
     twice = sorted({n for n in acting if acting.count(n) > 1})
     if twice:
-        raise ConfigError("drift", f"only one detector per learner may act (action other than none); "
-                          f"{', '.join(twice)} would get several")
+        raise ConfigError(
+            "drift",
+            f"only one detector per learner may act (action other than none); "
+            f"{', '.join(twice)} would get several",
+        )
     checkpoints = _checkpoints(raw.get("checkpoints"))
     guard = _guard(raw.get("guard"))
     needs_checkpoints = guard is not None or any(d.action == "rollback" for d in drift)
     if needs_checkpoints and (checkpoints is None or not (checkpoints.every or checkpoints.at)):
         key = "guard" if guard is not None else "drift.action"
-        raise ConfigError(key, "rolling back needs checkpoints to roll back to: set checkpoints: {every: N}")
+        raise ConfigError(
+            key, "rolling back needs checkpoints to roll back to: set checkpoints: {every: N}"
+        )
     return {"baselines": baselines, "drift": drift, "checkpoints": checkpoints, "guard": guard}
 
 
@@ -437,15 +461,22 @@ def _baseline(raw: Any, key: str) -> BaselineConfig:
     _only(raw, _BASELINE_KEYS, key)
     lc = _learner({k: v for k, v in raw.items() if k in _LEARNER_KEYS}, key)
     if not lc.model.startswith("sklearn."):
-        raise ConfigError(f"{key}.model", f"a baseline is a scikit-learn estimator ('sklearn.…'), got {lc.model!r}")
-    cfg = BaselineConfig(name=lc.name, model=lc.model, params=lc.params, preprocessing=lc.preprocessing)
+        raise ConfigError(
+            f"{key}.model",
+            f"a baseline is a scikit-learn estimator ('sklearn.…'), got {lc.model!r}",
+        )
+    cfg = BaselineConfig(
+        name=lc.name, model=lc.model, params=lc.params, preprocessing=lc.preprocessing
+    )
     cfg.fit_on_first = _int(raw.get("fit_on_first", 1000), f"{key}.fit_on_first", minimum=1)
     if raw.get("refit_every") is not None:
         cfg.refit_every = _int(raw["refit_every"], f"{key}.refit_every", minimum=1)
     if raw.get("window") is not None:
         cfg.window = _int(raw["window"], f"{key}.window", minimum=1)
         if cfg.refit_every is None:
-            raise ConfigError(f"{key}.window", "a window only matters with refit_every: set refit_every too")
+            raise ConfigError(
+                f"{key}.window", "a window only matters with refit_every: set refit_every too"
+            )
     return cfg
 
 
@@ -456,14 +487,19 @@ def _drift_config(raw: Any, key: str, names: list[str]) -> DriftConfig:
     if raw.get("detector") is not None:
         cfg.detector = _str(raw["detector"], f"{key}.detector")
     elif raw.get("features") is None:
-        raise ConfigError(f"{key}.detector", "required: a River drift detector such as river.drift.ADWIN "
-                          "(or give features: {window: N} for feature drift only)")
+        raise ConfigError(
+            f"{key}.detector",
+            "required: a River drift detector such as river.drift.ADWIN "
+            "(or give features: {window: N} for feature drift only)",
+        )
     cfg.params = _mapping(raw.get("params", {}), f"{key}.params")
     if raw.get("on", "error") not in DRIFT_ON:
         raise ConfigError(f"{key}.on", f"got {raw['on']!r}; allowed: {', '.join(DRIFT_ON)}")
     cfg.on = raw.get("on", "error")
     if raw.get("action", "none") not in DRIFT_ACTIONS:
-        raise ConfigError(f"{key}.action", f"got {raw['action']!r}; allowed: {', '.join(DRIFT_ACTIONS)}")
+        raise ConfigError(
+            f"{key}.action", f"got {raw['action']!r}; allowed: {', '.join(DRIFT_ACTIONS)}"
+        )
     cfg.action = raw.get("action", "none")
     if raw.get("learners") is not None:
         chosen = raw["learners"]
@@ -471,7 +507,9 @@ def _drift_config(raw: Any, key: str, names: list[str]) -> DriftConfig:
             raise ConfigError(f"{key}.learners", "expected a list of learner names")
         unknown = [n for n in chosen if n not in names]
         if unknown:
-            raise ConfigError(f"{key}.learners", f"unknown learner {unknown[0]!r}; learners: {', '.join(names)}")
+            raise ConfigError(
+                f"{key}.learners", f"unknown learner {unknown[0]!r}; learners: {', '.join(names)}"
+            )
         cfg.learners = chosen
     if raw.get("name") is not None:
         cfg.name = _str(raw["name"], f"{key}.name")
@@ -514,7 +552,9 @@ def _guard(raw: Any) -> GuardConfig | None:
     _only(raw, ("metric", "window", "drop"), "guard")
     cfg = GuardConfig()
     if raw.get("metric", cfg.metric) not in GUARD_METRICS:
-        raise ConfigError("guard.metric", f"got {raw['metric']!r}; allowed: {', '.join(GUARD_METRICS)}")
+        raise ConfigError(
+            "guard.metric", f"got {raw['metric']!r}; allowed: {', '.join(GUARD_METRICS)}"
+        )
     cfg.metric = raw.get("metric", cfg.metric)
     cfg.window = _int(raw.get("window", cfg.window), "guard.window", minimum=1)
     cfg.drop = _number(raw.get("drop", cfg.drop), "guard.drop", 0.0, None)
@@ -522,7 +562,12 @@ def _guard(raw: Any) -> GuardConfig | None:
 
 
 def _number(raw: Any, key: str, low: float, high: float | None) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw < low or (high is not None and raw > high):
+    if (
+        isinstance(raw, bool)
+        or not isinstance(raw, (int, float))
+        or raw < low
+        or (high is not None and raw > high)
+    ):
         span = f"from {low} to {high}" if high is not None else f"at least {low}"
         raise ConfigError(key, f"expected a number {span}, got {raw!r}")
     return float(raw)

@@ -179,7 +179,8 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
 
 
 def _learner_row(arm, cfg: config_mod.Config) -> dict[str, Any]:
-    spec = next(dataclasses.asdict(lc) for lc in [*cfg.learners, *cfg.baselines] if lc.name == arm.name)
+    configs = [*cfg.learners, *cfg.baselines]
+    spec = next(dataclasses.asdict(lc) for lc in configs if lc.name == arm.name)
     return {
         "learner": arm.name,
         "kind": "batch" if "fit_on_first" in spec else "online",

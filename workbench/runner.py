@@ -243,10 +243,13 @@ class _Batched:
     new version."""
 
     def _setup(self) -> None:
-        name = "predict_proba_many" if self.predict_method == "predict_proba_one" else "predict_many"
+        name = (
+            "predict_proba_many" if self.predict_method == "predict_proba_one" else "predict_many"
+        )
         self._predict_many = getattr(self.model, name)
         self._questions: list[tuple] = []  # (seq, event) not yet predicted
-        self._immediate: list[tuple] = []   # (seq, event, learn_ns) learned at once, not yet recorded
+        # (seq, event, learn_ns) learned at once, not yet recorded
+        self._immediate: list[tuple] = []
 
     def _resolve(self) -> None:
         """Predict every open question with the current model."""

@@ -51,9 +51,15 @@ class Watch:
 
 
 class Supervisor:
-    def __init__(self, arm: Arm, watches: list[Watch], checkpoint_every: int | None = None,
-                 checkpoint_at: list[int] | None = None, keep: int = 10,
-                 guard: tuple[str, int, float] | None = None):
+    def __init__(
+        self,
+        arm: Arm,
+        watches: list[Watch],
+        checkpoint_every: int | None = None,
+        checkpoint_at: list[int] | None = None,
+        keep: int = 10,
+        guard: tuple[str, int, float] | None = None,
+    ):
         self.arm = arm
         self.watches = watches
         self.every = checkpoint_every
@@ -69,6 +75,8 @@ class Supervisor:
             metric, window, drop = guard
             self._guard_value = _GUARD[metric]
             self._window: deque = deque(maxlen=window)
+            self._sum = 0.0  # of the window, kept up to date: summing it per event costs O(window)
+            self._best: list | None = None  # the kept entry the guard compares against
             self._drop = drop
         hooks: list[Callable[[tuple], None]] = [self._watch] if watches else []
         if checkpoint_every or self.at:
@@ -108,8 +116,16 @@ class Supervisor:
                 self._on_warning(w, row[0])
 
     def _log(self, w: Watch, seq: int, kind: str, action: str, reason: str) -> None:
-        self.batch.drift_events.append((seq, w.name, kind, action, detectors.statistic(w.detector),
-                                        f"{w.name} on the {w.cfg.on} of {self.arm.name}: {reason}"))
+        self.batch.drift_events.append(
+            (
+                seq,
+                w.name,
+                kind,
+                action,
+                detectors.statistic(w.detector),
+                f"{w.name} on the {w.cfg.on} of {self.arm.name}: {reason}",
+            )
+        )
 
     def _on_warning(self, w: Watch, seq: int) -> None:
         if w.action == "background" and self.background is None:
@@ -121,7 +137,9 @@ class Supervisor:
                 learn_bg(x, y)
 
             self.arm._learn = both
-            self._log(w, seq, "warning", "background", "warning; a background learner starts training")
+            self._log(
+                w, seq, "warning", "background", "warning; a background learner starts training"
+            )
         else:
             self._log(w, seq, "warning", "none", "warning")
 
@@ -133,21 +151,36 @@ class Supervisor:
         if w.action == "rollback" and self.kept:
             cp = self.kept[-1][0]
             self._rollback(cp, seq, "drift")
-            self._log(w, seq, "drift", "rollback", f"drift; rolled back to version {cp.version} "
-                      f"(served as version {arm.version})")
+            self._log(
+                w,
+                seq,
+                "drift",
+                "rollback",
+                f"drift; rolled back to version {cp.version} (served as version {arm.version})",
+            )
         elif w.action == "background" and self.background is not None:
             arm.set_model(self.background)
             self.background = None
             self._checkpoint(seq, "background")
-            self._log(w, seq, "drift", "background", f"drift; the background learner replaces "
-                      f"version {before} as version {arm.version}")
+            self._log(
+                w,
+                seq,
+                "drift",
+                "background",
+                f"drift; the background learner replaces version {before} as version {arm.version}",
+            )
         else:
             arm.set_model(self.fresh_model.clone())
             arm.version += 1
             self.background = None
-            self._log(w, seq, "drift", "reset" if w.action != "rollback" else "rollback",
-                      f"drift; version {before} replaced by an untrained model (version {arm.version})"
-                      + ("; no checkpoint to roll back to yet" if w.action == "rollback" else ""))
+            self._log(
+                w,
+                seq,
+                "drift",
+                "reset" if w.action != "rollback" else "rollback",
+                f"drift; version {before} replaced by an untrained model (version {arm.version})"
+                + ("; no checkpoint to roll back to yet" if w.action == "rollback" else ""),
+            )
         self._restart()
 
     def _restart(self) -> None:
@@ -157,6 +190,7 @@ class Supervisor:
             w.warned = False
         if self.guard is not None:
             self._window.clear()
+            self._sum = 0.0
 
     # -- versions -----------------------------------------------------------------------------
     def _count(self, row: tuple) -> None:
@@ -169,15 +203,19 @@ class Supervisor:
     def _rolling(self) -> float | None:
         if self.guard is None or len(self._window) < self._window.maxlen:
             return None
-        return sum(self._window) / len(self._window)
+        return self._sum / len(self._window)
 
     def _checkpoint(self, seq: int, reason: str) -> Checkpoint:
         cp = self.arm.checkpoint(seq + 1, reason)
         rolling = self._rolling()
         if rolling is not None:
-            cp.metrics[f"rolling_{self.guard[0]}"] = 1 - rolling if self.guard[0] == "accuracy" else rolling
+            cp.metrics[f"rolling_{self.guard[0]}"] = (
+                1 - rolling if self.guard[0] == "accuracy" else rolling
+            )
         self.batch.checkpoints.append(cp)
         self.kept.append([cp, rolling])
+        if self.guard is not None:
+            self._choose_best()
         return cp
 
     def _rollback(self, cp: Checkpoint, seq: int, reason: str) -> None:
@@ -185,6 +223,8 @@ class Supervisor:
         self.arm.set_model(restore(cp.state, cp.sha256))
         new = self._checkpoint(seq, "rollback")
         self.kept[-1][1] = None  # how the restored model does now is measured afresh
+        if self.guard is not None:
+            self._choose_best()
         self.batch.rollbacks.append((seq, before, cp.version, reason, new.version))
 
     def _guard(self, row: tuple) -> None:
@@ -192,20 +232,25 @@ class Supervisor:
         if value is None:
             return
         window = self._window
+        if len(window) == window.maxlen:
+            self._sum -= window[0]
         window.append(value)
-        if len(window) < window.maxlen:
+        self._sum += value
+        best = self._best
+        if best is None or len(window) < window.maxlen:
             return
-        scored = [entry for entry in self.kept if entry[1] is not None]
-        if not scored:
-            return
-        best = min(scored, key=lambda entry: entry[1])  # error-like: lower is better
-        if sum(window) / len(window) > best[1] + self._drop:
+        if self._sum / len(window) > best[1] + self._drop:
             # A checkpoint is a reference once: if the restored model cannot reach its level
             # either, the stream changed (a drift, not a bad update) and rolling back again
             # would only undo learning.
             best[1] = None
             self._rollback(best[0], row[0], "guard")
             self._restart()
+
+    def _choose_best(self) -> None:
+        """The kept checkpoint with the lowest rolling error (or loss), once they change."""
+        scored = [entry for entry in self.kept if entry[1] is not None]
+        self._best = min(scored, key=lambda entry: entry[1]) if scored else None
 
 
 def attach(arms: list[Arm], online: set[str], cfg: Config, task: str) -> None:
@@ -218,22 +263,36 @@ def attach(arms: list[Arm], online: set[str], cfg: Config, task: str) -> None:
             if d.detector is None or (d.learners is not None and arm.name not in d.learners):
                 continue
             detector = detectors.build(d, key)
-            value = detectors.value_of(d, detector, task, isinstance(arm, ProbaClassifierArm), key, arm.name)
+            value = detectors.value_of(
+                d, detector, task, isinstance(arm, ProbaClassifierArm), key, arm.name
+            )
             name = d.name or type(detector).__name__
             if any(w.name == name for w in watches):
-                raise ConfigError(f"{key}.name", f"two detectors on {arm.name!r} are both called {name!r}: name them")
+                raise ConfigError(
+                    f"{key}.name",
+                    f"two detectors on {arm.name!r} are both called {name!r}: name them",
+                )
             watches.append(Watch(d, name, detector, value, d.action if is_online else "none"))
         cp, guard = cfg.checkpoints, cfg.guard
         every = cp.every if cp is not None and is_online else None
         at = cp.at if cp is not None and is_online else []
-        guard_spec = (guard.metric, guard.window, guard.drop) if guard is not None and is_online else None
+        guard_spec = (
+            (guard.metric, guard.window, guard.drop) if guard is not None and is_online else None
+        )
         if guard_spec is not None:
             if guard.metric == "accuracy" and task == "regression":
-                raise ConfigError("guard.metric", "accuracy is for classifiers; a regressor's guard uses mse or mae")
+                raise ConfigError(
+                    "guard.metric",
+                    "accuracy is for classifiers; a regressor's guard uses mse or mae",
+                )
             if guard.metric in ("mse", "mae") and task != "regression":
-                raise ConfigError("guard.metric", f"{guard.metric} is for regressors; use accuracy or log_loss")
+                raise ConfigError(
+                    "guard.metric", f"{guard.metric} is for regressors; use accuracy or log_loss"
+                )
             if guard.metric == "log_loss" and not isinstance(arm, ProbaClassifierArm):
-                raise ConfigError("guard.metric", f"learner {arm.name!r} gives no probabilities: use accuracy")
+                raise ConfigError(
+                    "guard.metric", f"learner {arm.name!r} gives no probabilities: use accuracy"
+                )
         if watches or every or at or guard_spec:
             arm.supervisor = Supervisor(arm, watches, every, at, cp.keep if cp else 10, guard_spec)
             arm.take()  # start a batch that the supervisor sees

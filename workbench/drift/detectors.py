@@ -25,9 +25,12 @@ CORRECT, LOSS = 5, 6
 def build(cfg: DriftConfig, key: str) -> base.DriftDetector | base.BinaryDriftDetector:
     detector = instantiate(ModelSpec(cfg.detector, cfg.params), f"{key}.detector")
     if not isinstance(detector, (base.DriftDetector, base.BinaryDriftDetector)):
-        raise ConfigError(f"{key}.detector", f"{cfg.detector} is not a River drift detector; "
-                          "try river.drift.ADWIN, river.drift.PageHinkley, river.drift.KSWIN, "
-                          "river.drift.binary.DDM, river.drift.binary.EDDM, river.drift.binary.HDDMA")
+        raise ConfigError(
+            f"{key}.detector",
+            f"{cfg.detector} is not a River drift detector; "
+            "try river.drift.ADWIN, river.drift.PageHinkley, river.drift.KSWIN, "
+            "river.drift.binary.DDM, river.drift.binary.EDDM, river.drift.binary.HDDMA",
+        )
     return detector
 
 
@@ -42,20 +45,27 @@ def loss(row: tuple) -> float | None:
 
 def abs_error(row: tuple) -> float | None:
     loss = row[LOSS]  # a regressor's loss is the squared error
-    return None if loss is None else loss ** 0.5
+    return None if loss is None else loss**0.5
 
 
-def value_of(cfg: DriftConfig, detector: Any, task: str, has_proba: bool, key: str,
-             learner: str) -> Callable[[tuple], Any]:
+def value_of(
+    cfg: DriftConfig, detector: Any, task: str, has_proba: bool, key: str, learner: str
+) -> Callable[[tuple], Any]:
     """The function that reads the watched value out of a step (None: skip the step)."""
     binary = isinstance(detector, base.BinaryDriftDetector)
     if binary and (cfg.on == "loss" or task == "regression"):
-        raise ConfigError(f"{key}.on", f"{cfg.detector} watches right/wrong only (a binary detector): "
-                          f"use on: error on a classifier, or a detector such as river.drift.ADWIN")
+        raise ConfigError(
+            f"{key}.on",
+            f"{cfg.detector} watches right/wrong only (a binary detector): "
+            f"use on: error on a classifier, or a detector such as river.drift.ADWIN",
+        )
     if task == "regression":
         return abs_error if cfg.on == "error" else loss
     if cfg.on == "loss" and not has_proba:
-        raise ConfigError(f"{key}.on", f"learner {learner!r} gives no probabilities, so it has no loss: use on: error")
+        raise ConfigError(
+            f"{key}.on",
+            f"learner {learner!r} gives no probabilities, so it has no loss: use on: error",
+        )
     return error if cfg.on == "error" else loss
 
 

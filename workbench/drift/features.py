@@ -75,15 +75,33 @@ class FeatureDrift:
             index = psi(reference, current, cfg.bins)
             # The asymptotic p-value: the exact one costs ~1 ms a feature and a window.
             ks = stats.ks_2samp(reference, current, method="asymp")
-            self._rows.append((str(name), seq, cfg.window, index, float(ks.statistic), float(ks.pvalue)))
+            self._rows.append(
+                (str(name), seq, cfg.window, index, float(ks.statistic), float(ks.pvalue))
+            )
             span = f"events {seq - cfg.window + 1}-{seq}"
             if index > cfg.psi:
-                self._alarms.append((seq, "psi", "drift", "none", index,
-                                     f"PSI of {name} over {span} is {index:.3f} > {cfg.psi}"))
+                self._alarms.append(
+                    (
+                        seq,
+                        "psi",
+                        "drift",
+                        "none",
+                        index,
+                        f"PSI of {name} over {span} is {index:.3f} > {cfg.psi}",
+                    )
+                )
             if ks.pvalue < cfg.ks_pvalue:
-                self._alarms.append((seq, "ks", "drift", "none", float(ks.statistic),
-                                     f"KS of {name} over {span}: D={ks.statistic:.3f}, "
-                                     f"p={ks.pvalue:.2g} < {cfg.ks_pvalue}"))
+                self._alarms.append(
+                    (
+                        seq,
+                        "ks",
+                        "drift",
+                        "none",
+                        float(ks.statistic),
+                        f"KS of {name} over {span}: D={ks.statistic:.3f}, "
+                        f"p={ks.pvalue:.2g} < {cfg.ks_pvalue}",
+                    )
+                )
         xs.clear()
 
     def take(self) -> tuple[list[tuple], list[tuple]]:

@@ -12,8 +12,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-SCORE_COLUMNS = ["learner", "detector", "true_drifts", "detected", "missed", "false_alarms",
-                 "mean_delay", "median_delay", "max_delay", "delays"]
+SCORE_COLUMNS = [
+    "learner",
+    "detector",
+    "true_drifts",
+    "detected",
+    "missed",
+    "false_alarms",
+    "mean_delay",
+    "median_delay",
+    "max_delay",
+    "delays",
+]
 
 
 def score(alarms: pd.DataFrame, truth: pd.DataFrame, max_delay: int | None = None) -> pd.DataFrame:
@@ -26,14 +36,23 @@ def score(alarms: pd.DataFrame, truth: pd.DataFrame, max_delay: int | None = Non
     for (learner, detector), group in alarms.groupby(["learner", "detector"], sort=True):
         seqs = np.sort(group.seq.to_numpy(np.int64))
         delays, used = [], 0
-        for centre, start, end in zip(centres, starts, ends):
+        for centre, start, end in zip(centres, starts, ends, strict=True):
             inside = seqs[(seqs >= start) & (seqs < end)]
             if len(inside) and (max_delay is None or inside[0] - centre <= max_delay):
                 delays.append(int(inside[0] - centre))
                 used += 1
-        rows.append([learner, detector, len(centres), len(delays), len(centres) - len(delays),
-                     len(seqs) - used,
-                     float(np.mean(delays)) if delays else None,
-                     float(np.median(delays)) if delays else None,
-                     max(delays) if delays else None, delays])
+        rows.append(
+            [
+                learner,
+                detector,
+                len(centres),
+                len(delays),
+                len(centres) - len(delays),
+                len(seqs) - used,
+                float(np.mean(delays)) if delays else None,
+                float(np.median(delays)) if delays else None,
+                max(delays) if delays else None,
+                delays,
+            ]
+        )
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)

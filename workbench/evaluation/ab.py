@@ -22,16 +22,33 @@ PER_STEP = {
     "mse": (lambda s: s.loss.astype(float), False),
     "mae": (lambda s: (s.y_true.astype(float) - s.y_pred.astype(float)).abs(), False),
 }
-AB_COLUMNS = ["a", "b", "metric", "n", "a_value", "b_value", "diff", "ci_low", "ci_high",
-              "mcnemar_statistic", "mcnemar_pvalue", "verdict"]
+AB_COLUMNS = [
+    "a",
+    "b",
+    "metric",
+    "n",
+    "a_value",
+    "b_value",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "mcnemar_statistic",
+    "mcnemar_pvalue",
+    "verdict",
+]
 
 
 def per_step(steps: pd.DataFrame, metric: str) -> pd.Series:
     if metric not in PER_STEP:
-        raise WorkbenchError(f"metric {metric!r} cannot be compared per event; allowed: {', '.join(PER_STEP)}")
+        raise WorkbenchError(
+            f"metric {metric!r} cannot be compared per event; allowed: {', '.join(PER_STEP)}"
+        )
     values = PER_STEP[metric][0](steps)
     if values.isna().all():
-        raise WorkbenchError(f"no {metric} values in these steps (a classifier without probabilities has no log_loss; a regressor has no accuracy)")
+        raise WorkbenchError(
+            f"no {metric} values in these steps (a classifier without probabilities has no "
+            "log_loss; a regressor has no accuracy)"
+        )
     return values
 
 
@@ -49,8 +66,17 @@ def mcnemar(a_right: np.ndarray, b_right: np.ndarray) -> tuple[float, float]:
     return float(statistic), float(stats.chi2.sf(statistic, 1))
 
 
-def compare(a_steps: pd.DataFrame, b_steps: pd.DataFrame, a: str, b: str, metric: str = "accuracy",
-            window: int = 1000, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+def compare(
+    a_steps: pd.DataFrame,
+    b_steps: pd.DataFrame,
+    a: str,
+    b: str,
+    metric: str = "accuracy",
+    window: int = 1000,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> pd.DataFrame:
     """One row: each learner's metric on the events both scored, the difference a - b, its
     bootstrap CI over per-window differences, McNemar (classifiers) and a one-line verdict."""
     paired = a_steps.merge(b_steps, on="seq", suffixes=("_a", "_b"))
@@ -60,18 +86,38 @@ def compare(a_steps: pd.DataFrame, b_steps: pd.DataFrame, a: str, b: str, metric
     vb = per_step(_side(paired, "_b"), metric).to_numpy()
     diffs = pd.Series(va - vb).groupby(paired.seq.to_numpy() // window).mean().to_numpy()
     if len(diffs) >= 2:
-        boot = stats.bootstrap((diffs,), np.mean, n_resamples=n_boot, confidence_level=level,
-                               method="percentile", random_state=np.random.default_rng(seed))
+        boot = stats.bootstrap(
+            (diffs,),
+            np.mean,
+            n_resamples=n_boot,
+            confidence_level=level,
+            method="percentile",
+            random_state=np.random.default_rng(seed),
+        )
         low, high = float(boot.confidence_interval.low), float(boot.confidence_interval.high)
     else:
         low = high = float("nan")
     if metric in ("accuracy", "error_rate"):
-        statistic, pvalue = mcnemar(paired.correct_a.to_numpy(bool), paired.correct_b.to_numpy(bool))
+        statistic, pvalue = mcnemar(
+            paired.correct_a.to_numpy(bool), paired.correct_b.to_numpy(bool)
+        )
     else:
         statistic = pvalue = float("nan")
     a_value, b_value = float(va.mean()), float(vb.mean())
-    row = [a, b, metric, len(paired), a_value, b_value, a_value - b_value, low, high, statistic, pvalue,
-           verdict(a, b, metric, a_value - b_value, low, high, pvalue, level)]
+    row = [
+        a,
+        b,
+        metric,
+        len(paired),
+        a_value,
+        b_value,
+        a_value - b_value,
+        low,
+        high,
+        statistic,
+        pvalue,
+        verdict(a, b, metric, a_value - b_value, low, high, pvalue, level),
+    ]
     return pd.DataFrame([row], columns=AB_COLUMNS)
 
 
@@ -80,14 +126,24 @@ def _side(paired: pd.DataFrame, suffix: str) -> pd.DataFrame:
     return paired[cols].rename(columns=lambda c: c[: -len(suffix)])
 
 
-def verdict(a: str, b: str, metric: str, diff: float, low: float, high: float, pvalue: float, level: float) -> str:
+def verdict(
+    a: str, b: str, metric: str, diff: float, low: float, high: float, pvalue: float, level: float
+) -> str:
     higher_better = PER_STEP[metric][1]
     if np.isnan(low):
         return f"too few windows for a confidence interval; {a} - {b} = {diff:+.4f} {metric}"
     if low <= 0 <= high and not (pvalue < 1 - level):
-        return f"no clear difference: {a} - {b} = {diff:+.4f} {metric}, {level:.0%} CI [{low:+.4f}, {high:+.4f}]"
+        return (
+            f"no clear difference: {a} - {b} = {diff:+.4f} {metric}, "
+            f"{level:.0%} CI [{low:+.4f}, {high:+.4f}]"
+        )
     if low <= 0 <= high:
-        return (f"mixed evidence: McNemar p={pvalue:.3g} but the {level:.0%} CI of {a} - {b} "
-                f"[{low:+.4f}, {high:+.4f}] spans 0")
+        return (
+            f"mixed evidence: McNemar p={pvalue:.3g} but the {level:.0%} CI of {a} - {b} "
+            f"[{low:+.4f}, {high:+.4f}] spans 0"
+        )
     better = a if (diff > 0) == higher_better else b
-    return f"{better} is better: {a} - {b} = {diff:+.4f} {metric}, {level:.0%} CI [{low:+.4f}, {high:+.4f}]"
+    return (
+        f"{better} is better: {a} - {b} = {diff:+.4f} {metric}, "
+        f"{level:.0%} CI [{low:+.4f}, {high:+.4f}]"
+    )

@@ -13,12 +13,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-RELIABILITY_COLUMNS = ["learner", "window_start", "window_end", "bin", "confidence", "frequency", "count"]
+RELIABILITY_COLUMNS = [
+    "learner",
+    "window_start",
+    "window_end",
+    "bin",
+    "confidence",
+    "frequency",
+    "count",
+]
 SUMMARY_COLUMNS = ["learner", "window_start", "window_end", "ece", "brier", "n"]
 
 
 def _windows(scored: pd.DataFrame, window: int | None):
-    """(start, end, rows) per window of ``window`` events in replay order (the whole run if None)."""
+    """(start, end, rows) per window of ``window`` events in replay order (None: the whole run)."""
     if scored.empty:
         return
     if window is None:
@@ -49,7 +57,17 @@ def reliability(scored: pd.DataFrame, bins: int = 10, window: int | None = None)
             conf_sum = np.bincount(ids, weights=conf, minlength=bins)
             hit_sum = np.bincount(ids, weights=hit, minlength=bins)
             for b in np.flatnonzero(count):
-                rows.append((learner, start, end, int(b), conf_sum[b] / count[b], hit_sum[b] / count[b], int(count[b])))
+                rows.append(
+                    (
+                        learner,
+                        start,
+                        end,
+                        int(b),
+                        conf_sum[b] / count[b],
+                        hit_sum[b] / count[b],
+                        int(count[b]),
+                    )
+                )
     return pd.DataFrame(rows, columns=RELIABILITY_COLUMNS)
 
 
@@ -62,7 +80,11 @@ def summary(scored: pd.DataFrame, bins: int = 10, window: int | None = None) -> 
         for start, end, part in _windows(steps, window):
             bins_of = curve[(curve.learner == learner) & (curve.window_start == start)]
             n = len(part)
-            ece = float((bins_of["count"] * (bins_of.confidence - bins_of.frequency).abs()).sum() / n)
-            brier = float(((part.y_proba.to_numpy(float) - part.correct.to_numpy(float)) ** 2).mean())
+            ece = float(
+                (bins_of["count"] * (bins_of.confidence - bins_of.frequency).abs()).sum() / n
+            )
+            brier = float(
+                ((part.y_proba.to_numpy(float) - part.correct.to_numpy(float)) ** 2).mean()
+            )
             rows.append((learner, start, end, ece, brier, n))
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -25,8 +25,13 @@ class BatchLearner:
     """Buffer labelled events; fit on the first ``fit_on_first``; refit every ``refit_every``
     on the last ``window`` (all of them when ``window`` is None)."""
 
-    def __init__(self, estimator: Any, fit_on_first: int, refit_every: int | None = None,
-                 window: int | None = None):
+    def __init__(
+        self,
+        estimator: Any,
+        fit_on_first: int,
+        refit_every: int | None = None,
+        window: int | None = None,
+    ):
         self.estimator = estimator
         self.fit_on_first = fit_on_first
         self.refit_every = refit_every
@@ -41,8 +46,9 @@ class BatchLearner:
     def fits_next(self) -> bool:
         """Whether the next label completes a training set (so the model changes after it)."""
         after_first = self._n + 1 - self.fit_on_first
-        return after_first == 0 or bool(self.refit_every and after_first > 0
-                                        and after_first % self.refit_every == 0)
+        return after_first == 0 or bool(
+            self.refit_every and after_first > 0 and after_first % self.refit_every == 0
+        )
 
     def learn_one(self, x: dict, y: Any) -> None:
         fit = self.fits_next()
@@ -87,14 +93,26 @@ class BatchLearner:
 def build(config: BaselineConfig, task: str, key: str) -> BatchLearner:
     """The baseline's scikit-learn pipeline (preprocessing, then the model), checked against
     the stream's task."""
-    steps = [instantiate(p, f"{key}.preprocessing[{i}]") for i, p in enumerate(config.preprocessing)]
+    steps = [
+        instantiate(p, f"{key}.preprocessing[{i}]") for i, p in enumerate(config.preprocessing)
+    ]
     model = instantiate(ModelSpec(config.model, config.params), key)
     for i, step in enumerate(steps):
         if not hasattr(step, "transform"):
-            raise ConfigError(f"{key}.preprocessing[{i}]", f"{config.preprocessing[i].model} is not a scikit-learn transformer")
+            raise ConfigError(
+                f"{key}.preprocessing[{i}]",
+                f"{config.preprocessing[i].model} is not a scikit-learn transformer",
+            )
     if task == "regression" and not is_regressor(model):
-        raise ConfigError(f"{key}.model", f"{config.model} is not a scikit-learn regressor, but the stream's target is numeric")
+        raise ConfigError(
+            f"{key}.model",
+            f"{config.model} is not a scikit-learn regressor, but the stream's target is numeric",
+        )
     if task != "regression" and not is_classifier(model):
-        raise ConfigError(f"{key}.model", f"{config.model} is not a scikit-learn classifier, but the stream's task is {task} classification")
+        raise ConfigError(
+            f"{key}.model",
+            f"{config.model} is not a scikit-learn classifier, "
+            f"but the stream's task is {task} classification",
+        )
     estimator = make_pipeline(*steps, model) if steps else model
     return BatchLearner(estimator, config.fit_on_first, config.refit_every, config.window)

@@ -149,6 +149,208 @@ class Store:
         with self._connect() as con:
             return con.execute(query, {"run": run_id, "points": points}).df()
 
+    # -- drift, versions, A/B and calibration (issue 4) -------------------------------------
+    def drift_events(self, run_id: str) -> pd.DataFrame:
+        """Warnings and drifts: learner ('' for feature drift), seq, detector, kind, action,
+        statistic, reason."""
+        return self.sql(
+            "SELECT * EXCLUDE (run_id) FROM drift_events WHERE run_id = ? "
+            "ORDER BY seq, learner, detector",
+            [run_id],
+        )
+
+    def feature_drift(self, run_id: str) -> pd.DataFrame:
+        """PSI and KS of each feature per window against the reference window."""
+        return self.sql(
+            "SELECT * EXCLUDE (run_id) FROM feature_drift WHERE run_id = ? ORDER BY feature, seq",
+            [run_id],
+        )
+
+    def rollbacks(self, run_id: str) -> pd.DataFrame:
+        return self.sql(
+            "SELECT * EXCLUDE (run_id) FROM rollbacks WHERE run_id = ? "
+            "ORDER BY created_at, learner",
+            [run_id],
+        )
+
+    def refits(self, run_id: str) -> pd.DataFrame:
+        """Each fit of a batch baseline: learner, seq, n_samples, fit_ms."""
+        return self.sql(
+            "SELECT * EXCLUDE (run_id) FROM refits WHERE run_id = ? ORDER BY learner, seq", [run_id]
+        )
+
+    def checkpoints(self, run_id: str) -> pd.DataFrame:
+        """The kept checkpoints (without their state): learner, version, seq, created_at,
+        reason, metrics (JSON text), sha256, size (bytes of state)."""
+        return self.sql(
+            "SELECT * EXCLUDE (run_id, state), octet_length(state) AS size FROM checkpoints "
+            "WHERE run_id = ? ORDER BY learner, version",
+            [run_id],
+        )
+
+    def checkpoint_state(
+        self, run_id: str, learner: str, version: int | None = None
+    ) -> tuple[bytes, str]:
+        """The pickled state and SHA-256 of a checkpoint (the latest if ``version`` is None)."""
+        query = (
+            "SELECT state, sha256 FROM checkpoints WHERE run_id = ? AND learner = ?"
+            + (" AND version = ?" if version is not None else "")
+            + " ORDER BY version DESC LIMIT 1"
+        )
+        with self._connect() as con:
+            row = con.execute(
+                query, [run_id, learner] + ([version] if version is not None else [])
+            ).fetchone()
+        if row is None:
+            kept = self.checkpoints(run_id)
+            kept = kept[kept.learner == learner].version.tolist()
+            raise WorkbenchError(
+                f"no checkpoint {'version ' + str(version) + ' ' if version is not None else ''}"
+                f"of learner {learner!r} in run {run_id!r}; kept versions: {kept or 'none'}"
+            )
+        return bytes(row[0]), row[1]
+
+    def rollback(
+        self, run_id: str, learner: str, to_version: int | None = None, reason: str = "manual"
+    ) -> pd.DataFrame:
+        """Make checkpoint ``to_version`` (default: the one before the latest) the learner's
+        current model: it is stored again as a new version (reason 'rollback') and the
+        rollback is logged. Returns the ``rollbacks`` row."""
+        kept = self.checkpoints(run_id)
+        kept = kept[kept.learner == learner].sort_values("version")
+        if kept.empty:
+            raise WorkbenchError(f"learner {learner!r} has no checkpoints in run {run_id!r}")
+        latest = kept.iloc[-1]
+        if to_version is None:
+            if len(kept) < 2:
+                raise WorkbenchError(
+                    f"learner {learner!r} has only one checkpoint (version {latest.version}): "
+                    "nothing to roll back to"
+                )
+            to_version = int(kept.version.iloc[-2])
+        state, sha = self.checkpoint_state(run_id, learner, to_version)
+        target = kept[kept.version == to_version].iloc[0]
+        new_version = int(latest.version) + 1
+        with self._connect() as con:
+            con.execute(
+                "INSERT INTO checkpoints VALUES (?, ?, ?, ?, now(), 'rollback', ?, ?, ?)",
+                [run_id, learner, new_version, int(latest.seq), target.metrics, sha, state],
+            )
+            con.execute(
+                "INSERT INTO rollbacks VALUES (?, ?, ?, ?, ?, ?, now(), ?)",
+                [
+                    run_id,
+                    learner,
+                    int(latest.seq),
+                    int(latest.version),
+                    int(to_version),
+                    reason,
+                    new_version,
+                ],
+            )
+        return self.rollbacks(run_id).tail(1).reset_index(drop=True)
+
+    def drift_scores(self, run_id: str, max_delay: int | None = None) -> pd.DataFrame:
+        """Each detector on each learner scored against the stream's true drifts: detected,
+        missed, false alarms and detection delays (see workbench.drift.scoring)."""
+        from workbench.drift.scoring import score
+
+        alarms = self.sql(
+            "SELECT learner, detector, seq FROM drift_events WHERE run_id = ? AND kind = 'drift'",
+            [run_id],
+        )
+        return score(alarms, self.true_drifts(run_id), max_delay)
+
+    def _scored(self, run_id: str, learner: str | None, columns: str) -> pd.DataFrame:
+        query = (
+            f"SELECT learner, seq, {columns} FROM steps WHERE run_id = ? AND y_pred IS NOT NULL "
+            "AND y_true IS NOT NULL"
+            + (" AND learner = ?" if learner else "")
+            + " ORDER BY learner, seq"
+        )
+        return self.sql(query, [run_id] + ([learner] if learner else []))
+
+    def calibration(
+        self, run_id: str, learner: str | None = None, bins: int = 10, window: int | None = None
+    ) -> pd.DataFrame:
+        """Reliability-curve data of the probabilistic classifiers: learner, window_start,
+        window_end, bin, confidence, frequency, count (window=None: the whole run)."""
+        from workbench.evaluation.calibration import reliability
+
+        return reliability(self._scored(run_id, learner, "y_proba, correct").dropna(), bins, window)
+
+    def calibration_summary(
+        self, run_id: str, window: int | None = None, bins: int = 10
+    ) -> pd.DataFrame:
+        """Expected calibration error, Brier score and n per learner and window."""
+        from workbench.evaluation.calibration import summary
+
+        return summary(self._scored(run_id, None, "y_proba, correct").dropna(), bins, window)
+
+    def ab(
+        self,
+        run_id: str,
+        a: str,
+        b: str,
+        metric: str = "accuracy",
+        window: int = 1000,
+        n_boot: int = 1000,
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """Paired comparison of learners ``a`` and ``b`` over the events both scored (see
+        workbench.evaluation.ab): one row with the values, diff, bootstrap CI, McNemar, verdict."""
+        from workbench.evaluation.ab import compare
+
+        cols = "y_true, y_pred, correct, loss"
+        steps = {name: self._scored(run_id, name, cols).drop(columns="learner") for name in (a, b)}
+        for name, df in steps.items():
+            if df.empty:
+                known = ", ".join(self.learners(run_id).learner)
+                raise WorkbenchError(
+                    f"learner {name!r} has no scored steps in run {run_id!r}; learners: {known}"
+                )
+        return compare(steps[a], steps[b], a, b, metric, window, n_boot, seed)
+
+    def traffic_split(
+        self, run_id: str, a: str, b: str, ratio: float = 0.5, seed: int = 0
+    ) -> pd.DataFrame:
+        """What each arm would have scored had live traffic been split: an event goes to ``a``
+        when a hash of its id (its position in the replay) and ``seed`` falls below ``ratio``.
+        Columns: arm, learner, n, and the run's metrics over the events routed to it."""
+        if not 0.0 <= ratio <= 1.0:
+            raise WorkbenchError(f"ratio must be between 0 and 1, got {ratio}")
+        task = self.run(run_id)["task"]
+        metrics = (
+            "avg(loss) AS mse, avg(abs(y_true::DOUBLE - y_pred::DOUBLE)) AS mae"
+            if task == "regression"
+            else "avg(correct::DOUBLE) AS accuracy, avg(loss) AS log_loss"
+        )
+        query = f"""
+            WITH routed AS (
+                SELECT seq, CASE WHEN hash(seq, $seed) % 1000000 < $cut THEN 'A' ELSE 'B' END AS arm
+                FROM (SELECT DISTINCT seq FROM steps WHERE run_id = $run AND learner IN ($a, $b))
+            )
+            SELECT r.arm, s.learner, count(*) AS n, {metrics}
+            FROM routed r JOIN steps s ON s.seq = r.seq AND s.run_id = $run
+                 AND s.learner = CASE r.arm WHEN 'A' THEN $a ELSE $b END
+            WHERE s.y_true IS NOT NULL AND s.y_pred IS NOT NULL
+            GROUP BY ALL ORDER BY r.arm
+        """
+        with self._connect() as con:
+            return con.execute(
+                query,
+                {"run": run_id, "a": a, "b": b, "seed": seed, "cut": int(round(ratio * 1000000))},
+            ).df()
+
+    def online_vs_batch(self, run_id: str, metric: str = "accuracy") -> pd.DataFrame:
+        """``ab`` of every online learner against every baseline (one row each; empty when
+        the run has no baselines)."""
+        kinds = self.learners(run_id)
+        online = kinds[kinds.kind == "online"].learner
+        batch = kinds[kinds.kind == "batch"].learner
+        rows = [self.ab(run_id, a, b, metric) for a in online for b in batch]
+        return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=AB_COLUMNS)
+
     def _rolling_with_river(self, run_id: str, metric: str, window: int, points: int) -> pd.DataFrame:
         """Metrics DuckDB cannot window (F1, ROC AUC, R2, ...): River's own, over the logged steps."""
         task = self.run(run_id)["task"]
@@ -178,144 +380,6 @@ class Store:
                 if k % every == 0 or k == last:
                     rows.append((learner, int(seq), rolled.get()))
         return pd.DataFrame(rows, columns=["learner", "seq", "value"])
-
-
-    # -- drift, versions, A/B and calibration (issue 4) -------------------------------------
-    def drift_events(self, run_id: str) -> pd.DataFrame:
-        """Warnings and drifts: learner ('' for feature drift), seq, detector, kind, action,
-        statistic, reason."""
-        return self.sql("SELECT * EXCLUDE (run_id) FROM drift_events WHERE run_id = ? "
-                        "ORDER BY seq, learner, detector", [run_id])
-
-    def feature_drift(self, run_id: str) -> pd.DataFrame:
-        """PSI and KS of each feature per window against the reference window."""
-        return self.sql("SELECT * EXCLUDE (run_id) FROM feature_drift WHERE run_id = ? "
-                        "ORDER BY feature, seq", [run_id])
-
-    def rollbacks(self, run_id: str) -> pd.DataFrame:
-        return self.sql("SELECT * EXCLUDE (run_id) FROM rollbacks WHERE run_id = ? "
-                        "ORDER BY created_at, learner", [run_id])
-
-    def refits(self, run_id: str) -> pd.DataFrame:
-        """Each fit of a batch baseline: learner, seq, n_samples, fit_ms."""
-        return self.sql("SELECT * EXCLUDE (run_id) FROM refits WHERE run_id = ? ORDER BY learner, seq", [run_id])
-
-    def checkpoints(self, run_id: str) -> pd.DataFrame:
-        """The kept checkpoints (without their state): learner, version, seq, created_at,
-        reason, metrics (JSON text), sha256, size (bytes of state)."""
-        return self.sql("SELECT * EXCLUDE (run_id, state), octet_length(state) AS size FROM checkpoints "
-                        "WHERE run_id = ? ORDER BY learner, version", [run_id])
-
-    def checkpoint_state(self, run_id: str, learner: str, version: int | None = None) -> tuple[bytes, str]:
-        """The pickled state and SHA-256 of a checkpoint (the latest if ``version`` is None)."""
-        query = ("SELECT state, sha256 FROM checkpoints WHERE run_id = ? AND learner = ?"
-                 + (" AND version = ?" if version is not None else "") + " ORDER BY version DESC LIMIT 1")
-        with self._connect() as con:
-            row = con.execute(query, [run_id, learner] + ([version] if version is not None else [])).fetchone()
-        if row is None:
-            kept = self.checkpoints(run_id)
-            kept = kept[kept.learner == learner].version.tolist()
-            raise WorkbenchError(f"no checkpoint {'version ' + str(version) + ' ' if version is not None else ''}"
-                                 f"of learner {learner!r} in run {run_id!r}; kept versions: {kept or 'none'}")
-        return bytes(row[0]), row[1]
-
-    def rollback(self, run_id: str, learner: str, to_version: int | None = None,
-                 reason: str = "manual") -> pd.DataFrame:
-        """Make checkpoint ``to_version`` (default: the one before the latest) the learner's
-        current model: it is stored again as a new version (reason 'rollback') and the
-        rollback is logged. Returns the ``rollbacks`` row."""
-        kept = self.checkpoints(run_id)
-        kept = kept[kept.learner == learner].sort_values("version")
-        if kept.empty:
-            raise WorkbenchError(f"learner {learner!r} has no checkpoints in run {run_id!r}")
-        latest = kept.iloc[-1]
-        if to_version is None:
-            if len(kept) < 2:
-                raise WorkbenchError(f"learner {learner!r} has only one checkpoint (version {latest.version}): nothing to roll back to")
-            to_version = int(kept.version.iloc[-2])
-        state, sha = self.checkpoint_state(run_id, learner, to_version)
-        target = kept[kept.version == to_version].iloc[0]
-        new_version = int(latest.version) + 1
-        with self._connect() as con:
-            con.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, now(), 'rollback', ?, ?, ?)",
-                        [run_id, learner, new_version, int(latest.seq), target.metrics, sha, state])
-            con.execute("INSERT INTO rollbacks VALUES (?, ?, ?, ?, ?, ?, now(), ?)",
-                        [run_id, learner, int(latest.seq), int(latest.version), int(to_version), reason, new_version])
-        return self.rollbacks(run_id).tail(1).reset_index(drop=True)
-
-    def drift_scores(self, run_id: str, max_delay: int | None = None) -> pd.DataFrame:
-        """Each detector on each learner scored against the stream's true drifts: detected,
-        missed, false alarms and detection delays (see workbench.drift.scoring)."""
-        from workbench.drift.scoring import score
-
-        alarms = self.sql("SELECT learner, detector, seq FROM drift_events WHERE run_id = ? AND kind = 'drift'", [run_id])
-        return score(alarms, self.true_drifts(run_id), max_delay)
-
-    def _scored(self, run_id: str, learner: str | None, columns: str) -> pd.DataFrame:
-        query = (f"SELECT learner, seq, {columns} FROM steps WHERE run_id = ? AND y_pred IS NOT NULL "
-                 "AND y_true IS NOT NULL" + (" AND learner = ?" if learner else "") + " ORDER BY learner, seq")
-        return self.sql(query, [run_id] + ([learner] if learner else []))
-
-    def calibration(self, run_id: str, learner: str | None = None, bins: int = 10,
-                    window: int | None = None) -> pd.DataFrame:
-        """Reliability-curve data of the probabilistic classifiers: learner, window_start,
-        window_end, bin, confidence, frequency, count (window=None: the whole run)."""
-        from workbench.evaluation.calibration import reliability
-
-        return reliability(self._scored(run_id, learner, "y_proba, correct").dropna(), bins, window)
-
-    def calibration_summary(self, run_id: str, window: int | None = None, bins: int = 10) -> pd.DataFrame:
-        """Expected calibration error, Brier score and n per learner and window."""
-        from workbench.evaluation.calibration import summary
-
-        return summary(self._scored(run_id, None, "y_proba, correct").dropna(), bins, window)
-
-    def ab(self, run_id: str, a: str, b: str, metric: str = "accuracy", window: int = 1000,
-           n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-        """Paired comparison of learners ``a`` and ``b`` over the events both scored (see
-        workbench.evaluation.ab): one row with the values, diff, bootstrap CI, McNemar, verdict."""
-        from workbench.evaluation.ab import compare
-
-        cols = "y_true, y_pred, correct, loss"
-        steps = {name: self._scored(run_id, name, cols).drop(columns="learner") for name in (a, b)}
-        for name, df in steps.items():
-            if df.empty:
-                known = ", ".join(self.learners(run_id).learner)
-                raise WorkbenchError(f"learner {name!r} has no scored steps in run {run_id!r}; learners: {known}")
-        return compare(steps[a], steps[b], a, b, metric, window, n_boot, seed)
-
-    def traffic_split(self, run_id: str, a: str, b: str, ratio: float = 0.5, seed: int = 0) -> pd.DataFrame:
-        """What each arm would have scored had live traffic been split: an event goes to ``a``
-        when a hash of its id (its position in the replay) and ``seed`` falls below ``ratio``.
-        Columns: arm, learner, n, and the run's metrics over the events routed to it."""
-        if not 0.0 <= ratio <= 1.0:
-            raise WorkbenchError(f"ratio must be between 0 and 1, got {ratio}")
-        task = self.run(run_id)["task"]
-        metrics = ("avg(loss) AS mse, avg(abs(y_true::DOUBLE - y_pred::DOUBLE)) AS mae" if task == "regression"
-                   else "avg(correct::DOUBLE) AS accuracy, avg(loss) AS log_loss")
-        query = f"""
-            WITH routed AS (
-                SELECT seq, CASE WHEN hash(seq, $seed) % 1000000 < $cut THEN 'A' ELSE 'B' END AS arm
-                FROM (SELECT DISTINCT seq FROM steps WHERE run_id = $run AND learner IN ($a, $b))
-            )
-            SELECT r.arm, s.learner, count(*) AS n, {metrics}
-            FROM routed r JOIN steps s ON s.seq = r.seq AND s.run_id = $run
-                 AND s.learner = CASE r.arm WHEN 'A' THEN $a ELSE $b END
-            WHERE s.y_true IS NOT NULL AND s.y_pred IS NOT NULL
-            GROUP BY ALL ORDER BY r.arm
-        """
-        with self._connect() as con:
-            return con.execute(query, {"run": run_id, "a": a, "b": b, "seed": seed,
-                                       "cut": int(round(ratio * 1000000))}).df()
-
-    def online_vs_batch(self, run_id: str, metric: str = "accuracy") -> pd.DataFrame:
-        """``ab`` of every online learner against every baseline (one row each; empty when
-        the run has no baselines)."""
-        kinds = self.learners(run_id)
-        online = kinds[kinds.kind == "online"].learner
-        batch = kinds[kinds.kind == "batch"].learner
-        rows = [self.ab(run_id, a, b, metric) for a in online for b in batch]
-        return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=AB_COLUMNS)
 
 
 def _label(text: str):
