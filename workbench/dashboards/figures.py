@@ -7,6 +7,7 @@ DataFrame gives a figure that says why it is empty instead of a blank plot.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -38,6 +39,14 @@ def _layout(fig: go.Figure, title: str, height: int = HEIGHT) -> go.Figure:
         legend=dict(orientation="h", y=-0.18),
     )
     return fig
+
+
+def _ordered(names: pd.Series, palette: dict[str, str] | None) -> list[str]:
+    """The learners present, in the run's order (online arms, then baselines) when the palette
+    gives it, else as they come."""
+    present = list(dict.fromkeys(names))
+    order = list(palette or {})
+    return sorted(present, key=lambda n: order.index(n) if n in order else len(order))
 
 
 def message(title: str, text: str) -> go.Figure:
@@ -112,9 +121,7 @@ def rolling_metric(
     title = f"Rolling {METRIC_LABELS.get(metric, metric)} over the last {window:,} scored events"
     if rolling.empty:
         return message(title, "no scored steps yet: a learner is scored once a label arrives")
-    learners = list(dict.fromkeys(rolling.learner))
-    if palette:  # the run's order (online arms, then baselines), not the query's
-        learners = sorted(learners, key=list(palette).index)
+    learners = _ordered(rolling.learner, palette)
     palette = palette or colors(learners)
     fig = go.Figure()
     for learner in learners:
@@ -169,7 +176,7 @@ def version_timeline(versions: pd.DataFrame, palette: dict[str, str] | None = No
     title = "Model versions: which version made the predictions on which events"
     if versions.empty:
         return message(title, "no steps logged yet")
-    learners = list(dict.fromkeys(versions.learner))
+    learners = _ordered(versions.learner, palette)
     palette = palette or colors(learners)
     fig = go.Figure()
     for learner in learners:
@@ -206,7 +213,7 @@ def latency(
     title = "Latency per event: predict and learn (µs, log scale)"
     if histogram.empty:
         return message(title, "no timed steps yet")
-    learners = list(dict.fromkeys(quantiles.learner))
+    learners = _ordered(quantiles.learner, palette)
     palette = palette or colors(learners)
     phases = ["predict", "learn"]
     fig = make_subplots(
@@ -267,7 +274,7 @@ def calibration(
         return message(
             title, "no probabilities logged: calibration needs a classifier with predict_proba_one"
         )
-    learners = list(dict.fromkeys(pd.concat([curve.learner, summary.learner])))
+    learners = _ordered(pd.concat([curve.learner, summary.learner]), palette)
     palette = palette or colors(learners)
     fig = make_subplots(
         rows=1,
@@ -350,6 +357,9 @@ def feature_drift(drift: pd.DataFrame, statistic: str = "psi") -> go.Figure:
             y=list(table.index),
             colorscale="YlOrRd",
             zmin=0,
+            # Calm features stay pale: the scale reaches at least the usual alarm levels
+            # (PSI 0.2 or more is a shift worth a look; so is a KS statistic of 0.2).
+            zmax=max(0.25, float(np.nanmax(table.to_numpy()))),
             colorbar=dict(title=statistic.upper()),
             hovertemplate="%{y} up to event %{x:,}: %{z:.3f}<extra></extra>",
         )
