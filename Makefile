@@ -27,7 +27,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -p no:cacheprovider --nbmake tests notebooks
 
 lab: $(VENV)/.installed-base
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check workbench tests benchmarks

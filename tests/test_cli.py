@@ -19,7 +19,7 @@ def cli(*args, cwd=ROOT):
 def test_help_reads_well():
     out = cli("--help").stdout
     assert "Replay streams through online learners" in out
-    for command in ("run", "runs", "demo"):
+    for command in ("run", "runs", "demo", "report"):
         assert command in out
     run_help = cli("run", "--help").stdout
     assert "--set KEY=VALUE" in run_help and "--db" in run_help and "runs/workbench.duckdb" in run_help
@@ -55,6 +55,9 @@ def test_bad_config_exits_2_with_the_key(tmp_path):
 
 def test_demo_writes_the_database(tmp_path):
     db = tmp_path / "demo.duckdb"
-    result = cli("demo", "--db", str(db), "--no-progress")
+    report = tmp_path / "reports" / "demo.html"
+    result = cli("demo", "--db", str(db), "--no-progress", "--report", str(report))
     assert result.returncode == 0, result.stderr
     assert "agrawal-drifts" in result.stdout and db.exists()
+    assert f"report of every run: {report}" in result.stdout
+    assert 'data-panel="rolling"' in report.read_text()

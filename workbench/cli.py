@@ -12,6 +12,7 @@ from workbench.errors import WorkbenchError
 from workbench.store import DEFAULT_DB
 
 DEMO_EXPERIMENTS = ["agrawal_drifts.yaml", "kafka_loans.yaml"]
+DEMO_REPORT = "reports/demo.html"
 EXIT_INTERRUPTED = 130
 
 
@@ -77,6 +78,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if run.status == "interrupted":
             return EXIT_INTERRUPTED
     print(f"\nall steps are in {args.db}: try `workbench runs` or open notebooks/01_quickstart.ipynb")
+    if args.report:
+        path = workbench.report(args.db, output=args.report)
+        print(f"report of every run: {path} (open it in a browser; it works offline)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import workbench
+
+    path = workbench.report(args.db, runs=args.run or None, output=args.output,
+                            metric=args.metric, window=args.window)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, works offline)")
     return 0
 
 
@@ -249,7 +262,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_db(sub.add_parser("demo", help="replay the demo experiments and print their summaries"))
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    p.add_argument("--report", default=DEMO_REPORT, metavar="PATH",
+                   help=f"also write the runs' report here (default: {DEMO_REPORT}; '' for none)")
     p.set_defaults(func=cmd_demo)
+
+    p = with_db(sub.add_parser("report", help="write a standalone HTML report of runs",
+                               description="Write the dashboard's panels for some runs to one HTML "
+                                           "file that opens offline (plotly.js is inlined)."))
+    p.add_argument("--run", action="append", default=[], metavar="ID",
+                   help="a run id to include (repeat for several; default: every run)")
+    p.add_argument("-o", "--output", default="report.html", help="the HTML file to write")
+    p.add_argument("--metric", help="rolling metric (default: accuracy, or mae for regression)")
+    p.add_argument("--window", type=int, help="rolling window in events (default: the config's "
+                                              "rolling_window, else 1000)")
+    p.set_defaults(func=cmd_report)
 
     p = with_db(
         sub.add_parser("rollback", help="make an earlier checkpoint a learner's current model")

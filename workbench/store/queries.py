@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +54,20 @@ class Store:
             yield con
         finally:
             con.close()
+
+    @contextmanager
+    def session(self) -> Iterator[Store]:
+        """This store with one connection shared by every call inside the block: a dashboard's
+        dozen small reads then pay for one connect (~20 ms each) instead of a dozen."""
+        with self._connect() as con:
+            shared = copy.copy(self)
+
+            @contextmanager
+            def reuse() -> Iterator[duckdb.DuckDBPyConnection]:
+                yield con
+
+            shared._connect = reuse
+            yield shared
 
     def sql(self, query: str, params: list | None = None) -> pd.DataFrame:
         """Any SQL over the record, as a DataFrame."""

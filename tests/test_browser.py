@@ -1,0 +1,131 @@
+"""The report and the dashboard as a person sees them: in headless Chromium, nothing fetched
+from outside the machine (Voilà's template links two icon stylesheets on a CDN: those two only).
+
+Set UPDATE_SCREENSHOT=1 to refresh docs/dashboard.png (the README's picture) from this test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from browser import guarded_page, require_browser, voila
+from conftest import ROOT, agrawal_config
+
+import workbench as wb
+
+VOILA_ICON_STYLESHEETS = {
+    "https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@%5E5/css/all.min.css",
+    "https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@%5E5/css/v4-shims.min.css",
+}
+TITLES = {
+    "rolling": "Rolling",
+    "versions": "Model versions",
+    "latency": "Latency",
+    "calibration": "Calibration",
+    "feature_drift": "Feature drift",
+    "ab": "A/B",
+    "data_quality": "Data quality",
+}
+# What each plot holds: its title, the traces Plotly drew (lines, bars, heatmaps, tables) and
+# any "nothing to show" note.
+PLOTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(el => ({
+    title: (el.querySelector('.gtitle') || {}).textContent || '',
+    traces: el.querySelectorAll('.scatterlayer .trace path.js-line, .scatterlayer .trace .point, '
+        + '.barlayer .trace .point, .heatmaplayer .hm, .table .table-control-view').length,
+    note: [...el.querySelectorAll('.annotation-text')].map(a => a.textContent).join(' '),
+}))"""
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("browser") / "runs.duckdb"
+    wb.run(agrawal_config(n=4000), db=path, progress=False)
+    return path
+
+
+def check_panels(plots: list[dict], feature_drift: bool) -> None:
+    """Every panel is there and drew data (feature drift: only if the run watched it)."""
+    for name, prefix in TITLES.items():
+        plot = next((p for p in plots if p["title"].startswith(prefix)), None)
+        assert plot is not None, f"panel {name} is missing: {[p['title'] for p in plots]}"
+        if name == "feature_drift" and not feature_drift:
+            assert "no feature drift computed" in plot["note"]
+        else:
+            assert plot["traces"] > 0, f"panel {name} drew nothing: {plot}"
+
+
+def test_report_renders_every_panel_offline(db, tmp_path):
+    require_browser()
+    report = wb.report(str(db), output=tmp_path / "report.html")
+    with guarded_page() as page:
+        page.goto(report.as_uri())
+        page.wait_for_function(
+            "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 7", timeout=60_000
+        )
+        check_panels(page.evaluate(PLOTS), feature_drift=False)
+        # Hiding a learner from the legend redraws the plot without it.
+        rolling = page.locator('[data-panel="rolling"] .js-plotly-plot')
+        before = rolling.locator(".scatterlayer .trace path.js-line").count()
+        rolling.locator(".legend .traces", has_text="tree").click()
+        lines = "[data-panel=rolling] .scatterlayer .trace path.js-line"
+        page.wait_for_function(
+            f"document.querySelectorAll('{lines}').length < {before}", timeout=10_000
+        )
+        assert page.errors == []
+        assert page.outside == [], "the report fetched something from outside the machine"
+
+
+def test_dashboard_served_by_voila_renders_and_follows_its_widgets(tmp_path):
+    require_browser()
+    notebook = ROOT / "notebooks" / "06_dashboard.ipynb"
+    env = {"WORKBENCH_DB": str(tmp_path / "voila.duckdb")}
+    with (
+        voila(notebook, env, tmp_path / "voila.log") as url,
+        guarded_page(viewport=(1200, 900)) as page,
+    ):
+        page.goto(url, timeout=180_000)
+        page.wait_for_function(
+            "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 7 && "
+            "document.body.textContent.includes('finished')",
+            timeout=180_000,
+        )
+        page.wait_for_function(
+            "[...document.querySelectorAll('.js-plotly-plot .gtitle')]"
+            ".some(t => t.textContent.startsWith('Rolling accuracy'))",
+            timeout=30_000,
+        )
+        check_panels(page.evaluate(PLOTS), feature_drift=True)
+        rolling = page.locator(".js-plotly-plot", has=page.locator(".gtitle", has_text="Rolling"))
+        accuracy_path = rolling.locator("path.js-line").first.get_attribute("d")
+
+        # Pick another metric: the kernel redraws the figure.
+        page.locator("select", has=page.locator("option", has_text="log_loss")).select_option(
+            "log_loss"
+        )
+        page.wait_for_function(
+            "[...document.querySelectorAll('.js-plotly-plot .gtitle')]"
+            ".some(t => t.textContent.startsWith('Rolling log loss'))",
+            timeout=30_000,
+        )
+        rolling = page.locator(".js-plotly-plot", has=page.locator(".gtitle", has_text="Rolling"))
+        assert rolling.locator("path.js-line").first.get_attribute("d") != accuracy_path
+        assert "log loss" in rolling.locator(".ytitle").text_content()
+        check_panels(page.evaluate(PLOTS), feature_drift=True)
+
+        shot = tmp_path / "dashboard.png"
+        page.select_option("select:has(option:text-is('log_loss'))", "accuracy")
+        page.wait_for_function(
+            "[...document.querySelectorAll('.js-plotly-plot .gtitle')]"
+            ".some(t => t.textContent.startsWith('Rolling accuracy'))",
+            timeout=30_000,
+        )
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 50_000
+        if os.environ.get("UPDATE_SCREENSHOT"):
+            shutil.copy(shot, ROOT / "docs" / "dashboard.png")
+        assert page.errors == []
+        assert set(page.outside) <= VOILA_ICON_STYLESHEETS, (
+            f"requests left the machine: {page.outside}"
+        )
