@@ -79,8 +79,8 @@ def main() -> None:
                   f"{args.n / t_mem:,.0f} ev/s   workbench (reading the file) {args.n / t_file:,.0f} ev/s")
         steps = run.store.sql("SELECT count(*) AS n FROM steps").n.iloc[0]
         size = os.path.getsize(Path(tmp) / f"mem-{args.rounds - 1}.duckdb")
-        ratio_mem = statistics.median(a / b for a, b in zip(river_s, mem_s))
-        ratio_file = statistics.median(a / b for a, b in zip(river_s, file_s))
+        ratio_mem = statistics.median(a / b for a, b in zip(river_s, mem_s, strict=False))
+        ratio_file = statistics.median(a / b for a, b in zip(river_s, file_s, strict=False))
         print(f"\nevents: {args.n:,} with {args.features} features; steps logged per run: {steps:,}")
         print(f"river progressive_val_score: {args.n / statistics.median(river_s):,.0f} events/s "
               f"({statistics.median(river_s) / args.n * 1e6:.1f} us an event)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tomllib
-
 import yaml
 from conftest import ROOT
 from packaging.requirements import Requirement
@@ -28,3 +27,12 @@ def test_environment_yml_matches_pyproject():
         assert conda[name] == req.specifier, f"{req.name}: pyproject {req.specifier} vs environment.yml {conda[name]}"
     extra = set(conda) - {CONDA_NAMES.get(r.name, r.name) for r in wanted} - {"python", "pip"}
     assert not extra, f"environment.yml has packages pyproject.toml does not: {extra}"
+
+
+def test_the_code_is_ruff_clean():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "workbench", "tests", "benchmarks"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr

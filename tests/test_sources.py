@@ -14,7 +14,7 @@ import pytest
 from river.datasets import synth
 
 import workbench as wb
-from workbench.config import SourceConfig, DriftSpec
+from workbench.config import DriftSpec, SourceConfig
 from workbench.errors import ConfigError, SourceError
 from workbench.sources import open_source
 from workbench.sources.datasets import bundled
@@ -40,9 +40,13 @@ def test_abrupt_drift_far_from_the_start_does_not_overflow():
     """River's ConceptDriftStream overflows for width 1 at 20000; the schedule must not."""
     with pytest.raises(OverflowError):
         list(itertools.islice(synth.ConceptDriftStream(position=20000, width=1, seed=1), 3))
-    config = SourceConfig(kind="synthetic", generator="agrawal", n=20_100,
-                          params={"classification_function": 0},
-                          drifts=[DriftSpec(at=20_000, width=1, params={"classification_function": 4})])
+    config = SourceConfig(
+        kind="synthetic",
+        generator="agrawal",
+        n=20_100,
+        params={"classification_function": 0},
+        drifts=[DriftSpec(at=20_000, width=1, params={"classification_function": 4})],
+    )
     source = open_source(config, seed=1)
     evs, _ = events(source)
     assert len(evs) == 20_100
@@ -55,15 +59,22 @@ def test_abrupt_drift_far_from_the_start_does_not_overflow():
 
 
 def test_gradual_drift_mixes_concepts_around_its_centre():
-    stream = ScheduledDrift(stream=synth.SEA(variant=0, seed=1), drift_stream=synth.SEA(variant=3, seed=1),
-                            position=5000, width=2000, seed=3)
+    stream = ScheduledDrift(
+        stream=synth.SEA(variant=0, seed=1),
+        drift_stream=synth.SEA(variant=3, seed=1),
+        position=5000,
+        width=2000,
+        seed=3,
+    )
     # Which concept each event came from: SEA variants differ in their threshold on x0 + x1.
     thresholds = {0: 8.0, 3: 9.5}
+
     def concept(x, y):
         s = x[0] + x[1]
         if thresholds[0] < s <= thresholds[3]:
-                return 0 if y else 3  # label = x0 + x1 > threshold
+            return 0 if y else 3  # label = x0 + x1 > threshold
         return None
+
     mixed = [concept(x, y) for x, y in itertools.islice(stream, 10_000)]
     early = [c for c in mixed[:3000] if c is not None]
     late = [c for c in mixed[7000:] if c is not None]
@@ -74,8 +85,13 @@ def test_gradual_drift_mixes_concepts_around_its_centre():
 
 
 def test_recurring_concept_and_seed_in_params_wins():
-    config = SourceConfig(kind="synthetic", generator="sea", n=300, params={"variant": 0, "seed": 5},
-                          drifts=[DriftSpec(at=100, params={"variant": 2}), DriftSpec(at=200, params={"variant": 0})])
+    config = SourceConfig(
+        kind="synthetic",
+        generator="sea",
+        n=300,
+        params={"variant": 0, "seed": 5},
+        drifts=[DriftSpec(at=100, params={"variant": 2}), DriftSpec(at=200, params={"variant": 0})],
+    )
     a, _ = events(open_source(config, seed=1))
     b, _ = events(open_source(config, seed=99))
     assert [(e.x, e.y) for e in a] == [(e.x, e.y) for e in b]  # the params' seed, not the config's
@@ -108,8 +124,12 @@ def write_table(tmp_path, fmt: str, df: pd.DataFrame):
     elif fmt == "parquet":
         pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path)
     elif fmt == "jsonl":
-        path.write_text("".join(json.dumps({k: (None if pd.isna(v) else v) for k, v in row.items()}) + "\n"
-                                for row in df.to_dict("records")))
+        path.write_text(
+            "".join(
+                json.dumps({k: (None if pd.isna(v) else v) for k, v in row.items()}) + "\n"
+                for row in df.to_dict("records")
+            )
+        )
     elif fmt == "csv.gz":
         with gzip.open(path, "wt") as fh:
             df.to_csv(fh, index=False)
@@ -118,13 +138,15 @@ def write_table(tmp_path, fmt: str, df: pd.DataFrame):
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl", "csv.gz"])
 def test_file_sources(tmp_path, fmt):
-    df = pd.DataFrame({
-        "ts": ["2024-01-01T00:00:00", "2024-01-01T00:01:00", "2024-01-01T00:02:00", "2024-01-01T00:03:00"],
-        "a": [1.0, 2.0, None, 4.0],
-        "b": [0.5, 0.25, 0.125, 1.0],
-        "y": [True, False, None, True],
-        "unused": [1, 2, 3, 4],
-    })
+    df = pd.DataFrame(
+        {
+            "ts": ["2024-01-01T00:00:00", "2024-01-01T00:01:00", "2024-01-01T00:02:00", "2024-01-01T00:03:00"],
+            "a": [1.0, 2.0, None, 4.0],
+            "b": [0.5, 0.25, 0.125, 1.0],
+            "y": [True, False, None, True],
+            "unused": [1, 2, 3, 4],
+        }
+    )
     path = write_table(tmp_path, fmt, df)
     source = open_source(SourceConfig(kind="file", path=str(path), target="y", time="ts", features=["a", "b"]), seed=1)
     evs, dead = events(source)
@@ -145,7 +167,9 @@ def test_file_defaults_to_every_other_column_and_infers_the_task(tmp_path):
     assert source.task == "regression"
     assert evs[0].x == {"x1": 0.1, "x2": 1}
     df["kind"] = ["a", "b", "c"]
-    source = open_source(SourceConfig(kind="file", path=str(write_table(tmp_path, "parquet", df)), target="kind"), seed=1)
+    source = open_source(
+        SourceConfig(kind="file", path=str(write_table(tmp_path, "parquet", df)), target="kind"), seed=1
+    )
     assert source.task == "multiclass"
 
 
@@ -162,8 +186,15 @@ def test_file_errors_name_the_key(tmp_path):
 def test_file_run_counts_dead_letters(tmp_path, db):
     df = pd.DataFrame({"a": [float(i) for i in range(100)], "y": [i % 2 == 0 if i % 10 else None for i in range(100)]})
     path = write_table(tmp_path, "parquet", df)
-    run = wb.run({"name": "dl", "source": {"kind": "file", "path": str(path), "target": "y"},
-                  "learners": [{"name": "nb", "model": "river.naive_bayes.GaussianNB"}]}, db=db, progress=False)
+    run = wb.run(
+        {
+            "name": "dl",
+            "source": {"kind": "file", "path": str(path), "target": "y"},
+            "learners": [{"name": "nb", "model": "river.naive_bayes.GaussianNB"}],
+        },
+        db=db,
+        progress=False,
+    )
     assert run.info["n_dead_letters"] == 10 and run.info["n_events"] == 90
     dead = wb.connect(str(db)).dead_letters(run.id)
     assert len(dead) == 10 and dead.origin.iloc[0] == f"{path}:0"

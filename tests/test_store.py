@@ -96,14 +96,21 @@ def test_interrupt_keeps_steps_and_marks_run(db):
 
 def test_ctrl_c_in_a_terminal_keeps_steps(tmp_path, db):
     config = tmp_path / "long.yaml"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent("""
         name: long
-        source: {{kind: synthetic, generator: agrawal, n: 10000000}}
-        learners: [{{name: lr, model: river.linear_model.LogisticRegression}}]
-    """))
+        source: {kind: synthetic, generator: agrawal, n: 10000000}
+        learners: [{name: lr, model: river.linear_model.LogisticRegression}]
+    """)
+    )
     command = str(Path(sys.executable).parent / "workbench")  # the console script users run
-    proc = subprocess.Popen([command, "run", str(config), "--db", str(db)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [command, "run", str(config), "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     time.sleep(4)  # startup, then ~3 s of replay
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -137,8 +144,14 @@ def test_a_failing_learner_marks_the_run_failed(db):
 
 def test_a_second_process_gets_a_clear_error_on_a_busy_database(db):
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('ready', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('ready', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(DatabaseLockedError) as info:
@@ -198,7 +211,7 @@ def test_rolling_metrics_river_computes_match_river_rolling(db):
         lr = rolled[rolled.learner == "lr"]
         expected = utils.Rolling(metric, window_size=300)
         values = {}
-        for seq, y, pred, p in zip(steps.seq, steps.y_true, steps.y_pred, steps.y_proba):
+        for seq, y, pred, p in zip(steps.seq, steps.y_true, steps.y_pred, steps.y_proba, strict=False):
             y, pred = int(y), pred == "true"
             expected.update(y, {pred: p, not pred: 1 - p} if name == "roc_auc" else pred)
             values[seq] = expected.get()

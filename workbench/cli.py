@@ -39,8 +39,10 @@ def format_summary(summary: pd.DataFrame) -> str:
 
 def print_run(run) -> None:
     info = run.info
-    counts = {k.removeprefix("n_").replace("_", " "): info[k] for k in (
-        "n_events", "n_dead_letters", "n_duplicates", "n_late", "n_unlabelled", "n_orphan_labels")}
+    counts = {
+        k.removeprefix("n_").replace("_", " "): info[k]
+        for k in ("n_events", "n_dead_letters", "n_duplicates", "n_late", "n_unlabelled", "n_orphan_labels")
+    }
     print(f"\nrun {run.id}  ({info['name']}, {info['task']}, {info['status']}, {info['elapsed_s']:.1f} s)")
     print("  " + "  ".join(f"{k}: {v:,}" for k, v in counts.items()))
     print(format_summary(run.summary()))
@@ -87,8 +89,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import workbench
 
-    path = workbench.report(args.db, runs=args.run or None, output=args.output,
-                            metric=args.metric, window=args.window)
+    path = workbench.report(args.db, runs=args.run or None, output=args.output, metric=args.metric, window=args.window)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, works offline)")
     return 0
 
@@ -111,14 +112,9 @@ def cmd_drift(args: argparse.Namespace) -> int:
     run_id = args.run_id or store.latest_run_id()
     scores = store.drift_scores(run_id, args.max_delay)
     if scores.empty:
-        print(
-            f"run {run_id} has no drift alarms (configure drift: {{detector: river.drift.ADWIN}})"
-        )
+        print(f"run {run_id} has no drift alarms (configure drift: {{detector: river.drift.ADWIN}})")
         return 0
-    print(
-        f"drift detectors of run {run_id} scored against its "
-        f"{int(scores.true_drifts.iloc[0])} true drifts"
-    )
+    print(f"drift detectors of run {run_id} scored against its {int(scores.true_drifts.iloc[0])} true drifts")
     print(scores.drop(columns="delays").to_string(index=False))
     return 0
 
@@ -129,8 +125,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
     store = workbench.connect(args.db)
     row = store.ab(args.run_id, args.a, args.b, args.metric, args.window).iloc[0]
     print(
-        f"{args.a} vs {args.b} on {row.n:,} events both scored ({args.metric}): "
-        f"{row.a_value:.4f} vs {row.b_value:.4f}"
+        f"{args.a} vs {args.b} on {row.n:,} events both scored ({args.metric}): {row.a_value:.4f} vs {row.b_value:.4f}"
     )
     print(row.verdict)
     if row.mcnemar_pvalue == row.mcnemar_pvalue:  # not NaN: a classifier
@@ -142,8 +137,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from workbench.config import StopConfig
     from workbench.sources.kafka_live import kcat_line, messages
 
-    stop = StopConfig(max_events=args.max_events, idle_timeout=args.idle_timeout,
-                      end_offsets=not args.follow)
+    stop = StopConfig(max_events=args.max_events, idle_timeout=args.idle_timeout, end_offsets=not args.follow)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     n = 0
@@ -164,9 +158,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     path = export(args.run, args.learner, args.output, db=args.db, version=args.version)
     bundle = load(path)
-    print(f"exported {bundle.learner} v{bundle.version} ({bundle.manifest['model']}) of run "
-          f"{args.run} to {path}\nverify it: workbench verify-bundle {path} --run {args.run} "
-          f"--db {args.db}")
+    print(
+        f"exported {bundle.learner} v{bundle.version} ({bundle.manifest['model']}) of run "
+        f"{args.run} to {path}\nverify it: workbench verify-bundle {path} --run {args.run} "
+        f"--db {args.db}"
+    )
     return 0
 
 
@@ -181,9 +177,16 @@ def cmd_verify_bundle(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from workbench.export.app import serve
 
-    serve(args.bundle, host=args.host, port=args.port, token=args.token, state_dir=args.state_dir,
-          checkpoint_every=args.checkpoint_every, max_body_bytes=args.max_body_bytes,
-          protect_predict=args.protect_predict)
+    serve(
+        args.bundle,
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        state_dir=args.state_dir,
+        checkpoint_every=args.checkpoint_every,
+        max_body_bytes=args.max_body_bytes,
+        protect_predict=args.protect_predict,
+    )
     return 0
 
 
@@ -191,33 +194,25 @@ def add_export_commands(sub, with_db) -> None:
     p = with_db(sub.add_parser("export", help="write a learner of a run as a production bundle"))
     p.add_argument("--run", required=True, help="run id (see `workbench runs`)")
     p.add_argument("--learner", required=True, help="learner name in that run")
-    p.add_argument("--version", type=int, default=None,
-                   help="checkpoint version (default: the latest)")
-    p.add_argument("-o", "--output", required=True, metavar="DIR",
-                   help="directory to write the bundle to")
+    p.add_argument("--version", type=int, default=None, help="checkpoint version (default: the latest)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to write the bundle to")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("verify-bundle",
-                       help="replay a run through a bundle; check it predicts what was logged")
+    p = sub.add_parser("verify-bundle", help="replay a run through a bundle; check it predicts what was logged")
     p.add_argument("bundle", metavar="DIR")
     p.add_argument("--run", required=True, help="the run the bundle was exported from")
-    p.add_argument("--db", default=None,
-                   help="DuckDB file of runs (default: the one the bundle came from)")
+    p.add_argument("--db", default=None, help="DuckDB file of runs (default: the one the bundle came from)")
     p.set_defaults(func=cmd_verify_bundle)
 
     p = sub.add_parser("serve", help="serve a bundle over HTTP: predict, learn, roll back, metrics")
     p.add_argument("bundle", metavar="DIR")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--token", default=None,
-                   help="token for /learn and /rollback (default: $WORKBENCH_TOKEN)")
+    p.add_argument("--token", default=None, help="token for /learn and /rollback (default: $WORKBENCH_TOKEN)")
     p.add_argument("--state-dir", default=None, help="where checkpoints go (default: DIR/state)")
-    p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
-                   help="checkpoint every N updates")
-    p.add_argument("--max-body-bytes", type=int, default=1 << 20, metavar="N",
-                   help="refuse bodies over N bytes")
-    p.add_argument("--protect-predict", action="store_true",
-                   help="require the token for /predict too")
+    p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N", help="checkpoint every N updates")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, metavar="N", help="refuse bodies over N bytes")
+    p.add_argument("--protect-predict", action="store_true", help="require the token for /predict too")
     p.set_defaults(func=cmd_serve)
 
 
@@ -233,10 +228,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB file of runs (default: {DEFAULT_DB})")
         return p
 
-    p = with_db(sub.add_parser("run", help="replay one experiment config", description="Replay one experiment: every learner predicts, is scored and learns on every event; every step goes to the DuckDB file."))
+    p = with_db(
+        sub.add_parser(
+            "run",
+            help="replay one experiment config",
+            description="Replay one experiment: every learner predicts, is scored and learns on every "
+            "event; every step goes to the DuckDB file.",
+        )
+    )
     p.add_argument("config", help="path to an experiment YAML file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set source.n=5000 --set learners.0.params.seed=3")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set source.n=5000 --set learners.0.params.seed=3",
+    )
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     p.set_defaults(func=cmd_run)
 
@@ -244,42 +251,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser(
-        "record", help="record live Kafka topics into a kcat -J dump, to replay later",
+        "record",
+        help="record live Kafka topics into a kcat -J dump, to replay later",
         description="Consume topics from the start (or --start) to their end offsets at start "
-                    "(or until --max-events / --idle-timeout) into a kcat -J compatible dump.")
+        "(or until --max-events / --idle-timeout) into a kcat -J compatible dump.",
+    )
     p.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT")
-    p.add_argument("--topic", action="append", required=True,
-                   help="a topic to record (repeat for more)")
+    p.add_argument("--topic", action="append", required=True, help="a topic to record (repeat for more)")
     p.add_argument("--out", required=True, help="the dump file to write")
-    p.add_argument("--start", default="earliest",
-                   help="earliest (default), latest, or an ISO timestamp")
+    p.add_argument("--start", default="earliest", help="earliest (default), latest, or an ISO timestamp")
     p.add_argument("--max-events", type=int, default=None)
-    p.add_argument("--idle-timeout", type=float, default=None,
-                   help="stop after this many seconds without a message")
-    p.add_argument("--follow", action="store_true",
-                   help="do not stop at the end offsets (needs --max-events or --idle-timeout)")
+    p.add_argument("--idle-timeout", type=float, default=None, help="stop after this many seconds without a message")
+    p.add_argument(
+        "--follow", action="store_true", help="do not stop at the end offsets (needs --max-events or --idle-timeout)"
+    )
     p.set_defaults(func=cmd_record)
 
     p = with_db(sub.add_parser("demo", help="replay the demo experiments and print their summaries"))
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
-    p.add_argument("--report", default=DEMO_REPORT, metavar="PATH",
-                   help=f"also write the runs' report here (default: {DEMO_REPORT}; '' for none)")
+    p.add_argument(
+        "--report",
+        default=DEMO_REPORT,
+        metavar="PATH",
+        help=f"also write the runs' report here (default: {DEMO_REPORT}; '' for none)",
+    )
     p.set_defaults(func=cmd_demo)
 
-    p = with_db(sub.add_parser("report", help="write a standalone HTML report of runs",
-                               description="Write the dashboard's panels for some runs to one HTML "
-                                           "file that opens offline (plotly.js is inlined)."))
-    p.add_argument("--run", action="append", default=[], metavar="ID",
-                   help="a run id to include (repeat for several; default: every run)")
+    p = with_db(
+        sub.add_parser(
+            "report",
+            help="write a standalone HTML report of runs",
+            description="Write the dashboard's panels for some runs to one HTML "
+            "file that opens offline (plotly.js is inlined).",
+        )
+    )
+    p.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="a run id to include (repeat for several; default: every run)",
+    )
     p.add_argument("-o", "--output", default="report.html", help="the HTML file to write")
     p.add_argument("--metric", help="rolling metric (default: accuracy, or mae for regression)")
-    p.add_argument("--window", type=int, help="rolling window in events (default: the config's "
-                                              "rolling_window, else 1000)")
+    p.add_argument(
+        "--window", type=int, help="rolling window in events (default: the config's rolling_window, else 1000)"
+    )
     p.set_defaults(func=cmd_report)
 
-    p = with_db(
-        sub.add_parser("rollback", help="make an earlier checkpoint a learner's current model")
-    )
+    p = with_db(sub.add_parser("rollback", help="make an earlier checkpoint a learner's current model"))
     p.add_argument("run_id")
     p.add_argument("learner")
     p.add_argument(
@@ -291,13 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_rollback)
 
-    p = with_db(
-        sub.add_parser("drift", help="score a run's drift detectors against its true drifts")
-    )
+    p = with_db(sub.add_parser("drift", help="score a run's drift detectors against its true drifts"))
     p.add_argument("run_id", nargs="?", help="default: the latest run")
-    p.add_argument(
-        "--max-delay", type=int, default=None, help="a later first alarm counts as a miss"
-    )
+    p.add_argument("--max-delay", type=int, default=None, help="a later first alarm counts as a miss")
     p.set_defaults(func=cmd_drift)
 
     p = with_db(sub.add_parser("ab", help="paired comparison of two learners of a run"))

@@ -138,17 +138,41 @@ class Config:
         return out
 
 
-_TOP_KEYS = ("name", "seed", "source", "replay", "learners", "metrics", "rolling_window",
-             "baselines", "drift", "checkpoints", "guard")
+_TOP_KEYS = (
+    "name",
+    "seed",
+    "source",
+    "replay",
+    "learners",
+    "metrics",
+    "rolling_window",
+    "baselines",
+    "drift",
+    "checkpoints",
+    "guard",
+)
 _SOURCE_KEYS = {
     "synthetic": ("kind", "generator", "params", "drifts", "n", "task"),
     "dataset": ("kind", "name", "time", "n", "task"),
     "file": ("kind", "path", "target", "features", "time", "time_unit", "n", "task"),
     "python": ("kind", "n", "task"),  # wb.run(config, stream=...) from Python
-    "kafka_dump": ("kind", "path", "format", "target", "id", "time", "time_unit", "labels",
-                   "strict", "n", "task"),
-    "kafka": ("kind", "bootstrap_servers", "topics", "group_id", "start", "stop", "target", "id",
-              "time", "time_unit", "labels", "strict", "n", "task"),
+    "kafka_dump": ("kind", "path", "format", "target", "id", "time", "time_unit", "labels", "strict", "n", "task"),
+    "kafka": (
+        "kind",
+        "bootstrap_servers",
+        "topics",
+        "group_id",
+        "start",
+        "stop",
+        "target",
+        "id",
+        "time",
+        "time_unit",
+        "labels",
+        "strict",
+        "n",
+        "task",
+    ),
 }
 DUMP_FORMATS = ("auto", "kcat", "console", "s3", "jsonl")
 LATE_POLICIES = ("dead_letter", "replay")
@@ -195,9 +219,7 @@ def _relative_to_file(source: SourceConfig, base: Path) -> None:
         if isinstance(paths, list):
             return [resolve(p) for p in paths]
         candidate = base / paths
-        return (
-            str(candidate) if not Path(paths).is_absolute() and glob.glob(str(candidate)) else paths
-        )
+        return str(candidate) if not Path(paths).is_absolute() and glob.glob(str(candidate)) else paths
 
     source.path = resolve(source.path)
     if source.labels is not None and source.labels.path is not None:
@@ -255,8 +277,16 @@ def parse(raw: dict[str, Any]) -> Config:
     if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
         raise ConfigError("metrics", "expected a list of metric names, e.g. [accuracy, log_loss]")
     window = _int(raw.get("rolling_window", 1000), "rolling_window", minimum=1)
-    return Config(name=name, seed=seed, source=source, replay=replay, learners=learners,
-                  metrics=list(metrics), rolling_window=window, **_science(raw, names))
+    return Config(
+        name=name,
+        seed=seed,
+        source=source,
+        replay=replay,
+        learners=learners,
+        metrics=list(metrics),
+        rolling_window=window,
+        **_science(raw, names),
+    )
 
 
 def _source(raw: dict) -> SourceConfig:
@@ -312,14 +342,8 @@ def _kafka_source(raw: dict, cfg: SourceConfig) -> None:
         cfg.bootstrap_servers = _str(raw.get("bootstrap_servers"), "source.bootstrap_servers")
         topics = raw.get("topics")
         cfg.topics = [topics] if isinstance(topics, str) else topics
-        if (
-            not isinstance(cfg.topics, list)
-            or not cfg.topics
-            or not all(isinstance(t, str) and t for t in cfg.topics)
-        ):
-            raise ConfigError(
-                "source.topics", f"required: a topic name or a list of them, got {topics!r}"
-            )
+        if not isinstance(cfg.topics, list) or not cfg.topics or not all(isinstance(t, str) and t for t in cfg.topics):
+            raise ConfigError("source.topics", f"required: a topic name or a list of them, got {topics!r}")
         if raw.get("group_id") is not None:
             cfg.group_id = _str(raw["group_id"], "source.group_id")
         cfg.start = _start(raw.get("start", "earliest"))
@@ -340,9 +364,7 @@ def _kafka_source(raw: dict, cfg: SourceConfig) -> None:
     cfg.time = _str(raw.get("time", "kafka"), "source.time")
     unit = raw.get("time_unit", "ms" if cfg.time != "kafka" else "s")
     if unit not in ("s", "ms", "us"):
-        raise ConfigError(
-            "source.time_unit", f"got {unit!r}; allowed: s, ms, us (for numeric time fields)"
-        )
+        raise ConfigError("source.time_unit", f"got {unit!r}; allowed: s, ms, us (for numeric time fields)")
     cfg.time_unit = unit
     cfg.strict = _bool(raw.get("strict", False), "source.strict")
     if raw.get("labels") is not None:
@@ -463,8 +485,7 @@ def _replay(raw: dict) -> ReplayConfig:
     ):
         raise ConfigError(
             "replay.allowed_lateness",
-            f"got {lateness!r}; allowed: 0, a duration of event "
-            "time (e.g. '60s', '5m'), or a number of seconds",
+            f"got {lateness!r}; allowed: 0, a duration of event time (e.g. '60s', '5m'), or a number of seconds",
         )
     out.allowed_lateness = lateness
     out.late = _choice(raw.get("late", "dead_letter"), "replay.late", LATE_POLICIES)
@@ -508,7 +529,9 @@ def _model_spec(raw: Any, key: str) -> ModelSpec:
         return ModelSpec(model=raw)
     raw = _mapping(raw, key, required=True)
     _only(raw, ("model", "params"), key)
-    return ModelSpec(model=_str(raw.get("model"), f"{key}.model"), params=_params(raw.get("params", {}), f"{key}.params"))
+    return ModelSpec(
+        model=_str(raw.get("model"), f"{key}.model"), params=_params(raw.get("params", {}), f"{key}.params")
+    )
 
 
 def _params(raw: Any, key: str) -> dict[str, Any]:
@@ -628,47 +651,36 @@ def _science(raw: dict, learner_names: list[str]) -> dict[str, Any]:
     if not isinstance(baselines_raw, list):
         raise ConfigError(
             "baselines",
-            "expected a list of {name, model, params, preprocessing, "
-            "fit_on_first, refit_every, window}",
+            "expected a list of {name, model, params, preprocessing, fit_on_first, refit_every, window}",
         )
     baselines = [_baseline(b, f"baselines[{i}]") for i, b in enumerate(baselines_raw)]
     names = learner_names + [b.name for b in baselines]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ConfigError(
-            "baselines", f"learner and baseline names must be unique; repeated: {', '.join(dupes)}"
-        )
+        raise ConfigError("baselines", f"learner and baseline names must be unique; repeated: {', '.join(dupes)}")
     drift_raw = raw.get("drift") or []
     items = [drift_raw] if isinstance(drift_raw, dict) else drift_raw
     if not isinstance(items, list):
-        raise ConfigError(
-            "drift", "expected a mapping {detector, params, on, action} or a list of them"
-        )
+        raise ConfigError("drift", "expected a mapping {detector, params, on, action} or a list of them")
     keys = ["drift"] if isinstance(drift_raw, dict) else [f"drift[{i}]" for i in range(len(items))]
     drift = [_drift_config(d, k, names) for d, k in zip(items, keys, strict=True)]
     if sum(d.features is not None for d in drift) > 1:
         raise ConfigError("drift", "give features: {window, ...} once")
     acting = [
-        n
-        for n in names
-        for d in drift
-        if d.action != "none" and d.detector and (d.learners is None or n in d.learners)
+        n for n in names for d in drift if d.action != "none" and d.detector and (d.learners is None or n in d.learners)
     ]
     twice = sorted({n for n in acting if acting.count(n) > 1})
     if twice:
         raise ConfigError(
             "drift",
-            f"only one detector per learner may act (action other than none); "
-            f"{', '.join(twice)} would get several",
+            f"only one detector per learner may act (action other than none); {', '.join(twice)} would get several",
         )
     checkpoints = _checkpoints(raw.get("checkpoints"))
     guard = _guard(raw.get("guard"))
     needs_checkpoints = guard is not None or any(d.action == "rollback" for d in drift)
     if needs_checkpoints and (checkpoints is None or not (checkpoints.every or checkpoints.at)):
         key = "guard" if guard is not None else "drift.action"
-        raise ConfigError(
-            key, "rolling back needs checkpoints to roll back to: set checkpoints: {every: N}"
-        )
+        raise ConfigError(key, "rolling back needs checkpoints to roll back to: set checkpoints: {every: N}")
     return {"baselines": baselines, "drift": drift, "checkpoints": checkpoints, "guard": guard}
 
 
@@ -681,18 +693,14 @@ def _baseline(raw: Any, key: str) -> BaselineConfig:
             f"{key}.model",
             f"a baseline is a scikit-learn estimator ('sklearn.…'), got {lc.model!r}",
         )
-    cfg = BaselineConfig(
-        name=lc.name, model=lc.model, params=lc.params, preprocessing=lc.preprocessing
-    )
+    cfg = BaselineConfig(name=lc.name, model=lc.model, params=lc.params, preprocessing=lc.preprocessing)
     cfg.fit_on_first = _int(raw.get("fit_on_first", 1000), f"{key}.fit_on_first", minimum=1)
     if raw.get("refit_every") is not None:
         cfg.refit_every = _int(raw["refit_every"], f"{key}.refit_every", minimum=1)
     if raw.get("window") is not None:
         cfg.window = _int(raw["window"], f"{key}.window", minimum=1)
         if cfg.refit_every is None:
-            raise ConfigError(
-                f"{key}.window", "a window only matters with refit_every: set refit_every too"
-            )
+            raise ConfigError(f"{key}.window", "a window only matters with refit_every: set refit_every too")
     return cfg
 
 
@@ -713,9 +721,7 @@ def _drift_config(raw: Any, key: str, names: list[str]) -> DriftConfig:
         raise ConfigError(f"{key}.on", f"got {raw['on']!r}; allowed: {', '.join(DRIFT_ON)}")
     cfg.on = raw.get("on", "error")
     if raw.get("action", "none") not in DRIFT_ACTIONS:
-        raise ConfigError(
-            f"{key}.action", f"got {raw['action']!r}; allowed: {', '.join(DRIFT_ACTIONS)}"
-        )
+        raise ConfigError(f"{key}.action", f"got {raw['action']!r}; allowed: {', '.join(DRIFT_ACTIONS)}")
     cfg.action = raw.get("action", "none")
     if raw.get("learners") is not None:
         chosen = raw["learners"]
@@ -723,9 +729,7 @@ def _drift_config(raw: Any, key: str, names: list[str]) -> DriftConfig:
             raise ConfigError(f"{key}.learners", "expected a list of learner names")
         unknown = [n for n in chosen if n not in names]
         if unknown:
-            raise ConfigError(
-                f"{key}.learners", f"unknown learner {unknown[0]!r}; learners: {', '.join(names)}"
-            )
+            raise ConfigError(f"{key}.learners", f"unknown learner {unknown[0]!r}; learners: {', '.join(names)}")
         cfg.learners = chosen
     if raw.get("name") is not None:
         cfg.name = _str(raw["name"], f"{key}.name")
@@ -768,9 +772,7 @@ def _guard(raw: Any) -> GuardConfig | None:
     _only(raw, ("metric", "window", "drop"), "guard")
     cfg = GuardConfig()
     if raw.get("metric", cfg.metric) not in GUARD_METRICS:
-        raise ConfigError(
-            "guard.metric", f"got {raw['metric']!r}; allowed: {', '.join(GUARD_METRICS)}"
-        )
+        raise ConfigError("guard.metric", f"got {raw['metric']!r}; allowed: {', '.join(GUARD_METRICS)}")
     cfg.metric = raw.get("metric", cfg.metric)
     cfg.window = _int(raw.get("window", cfg.window), "guard.window", minimum=1)
     cfg.drop = _number(raw.get("drop", cfg.drop), "guard.drop", 0.0, None)
@@ -778,12 +780,7 @@ def _guard(raw: Any) -> GuardConfig | None:
 
 
 def _number(raw: Any, key: str, low: float, high: float | None) -> float:
-    if (
-        isinstance(raw, bool)
-        or not isinstance(raw, (int, float))
-        or raw < low
-        or (high is not None and raw > high)
-    ):
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw < low or (high is not None and raw > high):
         span = f"from {low} to {high}" if high is not None else f"at least {low}"
         raise ConfigError(key, f"expected a number {span}, got {raw!r}")
     return float(raw)

@@ -17,23 +17,24 @@ import pandas as pd
 
 from workbench import __version__
 from workbench import config as config_mod
+from workbench.drift.features import FeatureDrift
+from workbench.errors import ConfigError
 from workbench.evaluation.metrics import names_for
 from workbench.events import Event
+from workbench.learners.batch import build as build_baseline
 from workbench.learners.river import build
-from workbench.errors import ConfigError
 from workbench.replay.batching import mini_batches
 from workbench.replay.join import LabelJoin
 from workbench.replay.labels import parse_delay, with_field_delay
-from workbench.drift.features import FeatureDrift
-from workbench.learners.batch import build as build_baseline
 from workbench.replay.ordering import EventTimeOrder, merge_partitions
 from workbench.replay.pacing import paced
 from workbench.replay.schema import infer as infer_schema
 from workbench.runner import Runner, make_arm, make_batch_arm
-from workbench.supervision import attach
 from workbench.sources import open_source
 from workbench.sources.base import DeadLetterSink
 from workbench.store import DEFAULT_DB, RunWriter, Store
+from workbench.supervision import attach
+
 
 @dataclasses.dataclass
 class Run:

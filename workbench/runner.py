@@ -6,9 +6,9 @@ label or number, which metrics) is settled once, when an ``Arm`` is made — nev
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from itertools import repeat
 from math import log
-from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter, perf_counter_ns
 
 from river import base
@@ -143,8 +143,11 @@ class Arm:
         predict_ns, learn_ns = (t1 - t0) // n, (t2 - t1) // n
         # probabilities come as a DataFrame (a dict per event, built in C: DataFrame.to_dict costs
         # more than the learning), labels and numbers as a Series
-        rows = (map(dict, map(zip, repeat(list(preds.columns)), preds.to_numpy().tolist()))
-                if preds.ndim == 2 else preds.tolist())
+        rows = (
+            map(dict, map(zip, repeat(list(preds.columns)), preds.to_numpy().tolist()))
+            if preds.ndim == 2
+            else preds.tolist()
+        )
         for i, (ev, pred) in enumerate(zip(evs, rows, strict=False)):
             self._record(seq + i, ev.time, ev.y, pred, predict_ns, learn_ns, self.version)
 
@@ -180,8 +183,20 @@ class ProbaClassifierArm(Arm):
         for update, wants_proba in self._updates:
             update(y, proba if wants_proba else y_pred)
         # Python's == as River's metrics use it (a model may answer True to a label of 1).
-        self._emit((seq, time, y, y_pred, proba[y_pred], y_pred == y,
-                    -log(p_true) if p_true > _EPS else _MAX_LOSS, predict_ns, learn_ns, version))
+        self._emit(
+            (
+                seq,
+                time,
+                y,
+                y_pred,
+                proba[y_pred],
+                y_pred == y,
+                -log(p_true) if p_true > _EPS else _MAX_LOSS,
+                predict_ns,
+                learn_ns,
+                version,
+            )
+        )
 
 
 class LabelClassifierArm(Arm):
@@ -191,7 +206,9 @@ class LabelClassifierArm(Arm):
         super().__init__(name, model, task, metrics)
         needs_proba = [m for m, metric in self.metrics.items() if not metric.requires_labels]
         if needs_proba:
-            raise ConfigError("metrics", f"{', '.join(needs_proba)} need probabilities, but learner {name!r} only predicts labels")
+            raise ConfigError(
+                "metrics", f"{', '.join(needs_proba)} need probabilities, but learner {name!r} only predicts labels"
+            )
         self._updates = [m.update for m in self.metrics.values()]
 
     def _record(self, seq, time, y, y_pred, predict_ns, learn_ns, version):
@@ -230,9 +247,14 @@ def make_arm(name: str, model: base.Estimator, task: str, metrics: list[str]) ->
 class Runner:
     """Drives every arm over the same events, in the same order. Counts what it saw."""
 
-    def __init__(self, arms: list[Arm], delay: Delay, has_time: bool,
-                 qa: Callable[[Iterable[Event]], Iterator[tuple]] | None = None,
-                 batch_size: int = 1):
+    def __init__(
+        self,
+        arms: list[Arm],
+        delay: Delay,
+        has_time: bool,
+        qa: Callable[[Iterable[Event]], Iterator[tuple]] | None = None,
+        batch_size: int = 1,
+    ):
         self.arms = arms
         self.delay = delay
         self.has_time = has_time
@@ -277,8 +299,7 @@ class Runner:
                         yield self.take()
                         deadline, next_flush = perf_counter() + FLUSH_SECONDS, n + FLUSH_ROWS
                 return
-            qa = (self.qa(events) if self.qa
-                  else questions_and_answers(events, self.delay, self.has_time))
+            qa = self.qa(events) if self.qa else questions_and_answers(events, self.delay, self.has_time)
             for seq, ev, y in qa:
                 if y is None:
                     for arm in arms:
@@ -321,9 +342,7 @@ class _Batched:
     new version."""
 
     def _setup(self) -> None:
-        name = (
-            "predict_proba_many" if self.predict_method == "predict_proba_one" else "predict_many"
-        )
+        name = "predict_proba_many" if self.predict_method == "predict_proba_one" else "predict_many"
         self._predict_many = getattr(self.model, name)
         self._questions: list[tuple] = []  # (seq, event) not yet predicted
         # (seq, event, learn_ns) learned at once, not yet recorded

@@ -46,7 +46,11 @@ def make(name: str, task: str, key: str = "metrics") -> metrics.base.Metric:
             raise ConfigError(key, f"{name} is not a River metric")
         return metric
     if name not in allowed(task):
-        raise ConfigError(key, f"unknown metric {name!r} for a {task} stream; allowed: {', '.join(allowed(task))} (or a dotted river.metrics name)")
+        raise ConfigError(
+            key,
+            f"unknown metric {name!r} for a {task} stream; allowed: {', '.join(allowed(task))} "
+            "(or a dotted river.metrics name)",
+        )
     if name == "log_loss":
         return metrics.LogLoss() if task == "binary" else metrics.CrossEntropy()
     table = REGRESSION if task == "regression" else CLASSIFICATION

@@ -17,10 +17,10 @@ from typing import Any
 
 from workbench import config as config_mod
 from workbench.events import Event, StepBatch
+from workbench.experiment import Replay
 from workbench.export.bundle import Bundle, BundleError, load
 from workbench.learners.river import build
 from workbench.replay.labels import parse_delay, with_field_delay
-from workbench.experiment import Replay
 from workbench.runner import Runner, make_arm
 from workbench.sources import open_source
 from workbench.store import DEFAULT_DB, Store

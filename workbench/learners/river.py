@@ -7,7 +7,6 @@ from typing import Any
 
 from river import base, compose
 
-
 from workbench.config import LearnerConfig, ModelSpec
 from workbench.errors import ConfigError
 from workbench.learners.registry import resolve
@@ -31,7 +30,9 @@ def instantiate(spec: ModelSpec, key: str) -> Any:
         for name in params:
             if name not in signature.parameters and not takes_any:
                 allowed = [p for p in signature.parameters if p not in ("self", "args", "kwargs")]
-                raise ConfigError(f"{key}.params.{name}", f"not a parameter of {spec.model}; allowed: {', '.join(allowed) or 'none'}")
+                raise ConfigError(
+                    f"{key}.params.{name}", f"not a parameter of {spec.model}; allowed: {', '.join(allowed) or 'none'}"
+                )
     try:
         return cls(**params)
     except Exception as exc:
@@ -44,7 +45,9 @@ def build(config: LearnerConfig, task: str, key: str) -> base.Estimator:
     model = instantiate(ModelSpec(config.model, config.params), key)
     for i, step in enumerate(steps):
         if not isinstance(step, base.Transformer):
-            raise ConfigError(f"{key}.preprocessing[{i}]", f"{config.preprocessing[i].model} is not a River transformer")
+            raise ConfigError(
+                f"{key}.preprocessing[{i}]", f"{config.preprocessing[i].model} is not a River transformer"
+            )
     pipeline = compose.Pipeline(*steps, model) if steps else model
     check_task(pipeline, config.model, task, f"{key}.model")
     return pipeline
@@ -58,7 +61,9 @@ def check_task(model: base.Estimator, name: str, task: str, key: str) -> None:
     final = _final(model)
     if task == "regression":
         if not isinstance(final, base.Regressor):
-            raise ConfigError(key, f"{name} is not a River regressor, but the stream's target is numeric (task: regression)")
+            raise ConfigError(
+                key, f"{name} is not a River regressor, but the stream's target is numeric (task: regression)"
+            )
         return
     if not isinstance(final, base.Classifier):
         raise ConfigError(key, f"{name} is not a River classifier, but the stream's task is {task} classification")

@@ -56,7 +56,10 @@ def with_field_delay(events: Iterable[Event], field: str, has_time: bool) -> Ite
         try:
             value = ev.x.pop(field)
         except KeyError:
-            raise ConfigError("replay.label_delay", f"event {ev.origin if ev.origin is not None else ''} has no field {field!r}; fields: {', '.join(ev.x)}") from None
+            raise ConfigError(
+                "replay.label_delay",
+                f"event {ev.origin if ev.origin is not None else ''} has no field {field!r}; fields: {', '.join(ev.x)}",
+            ) from None
         if has_time and not isinstance(value, timedelta):
             value = timedelta(seconds=value)
         yield ev._replace(delay=value)

@@ -13,14 +13,23 @@ from workbench.sources.kafka_dump import KafkaDumpSource
 from workbench.sources.python import IterableSource
 from workbench.sources.synthetic import SyntheticSource
 
-__all__ = ["Source", "open_source", "DatasetSource", "FileSource", "IterableSource",
-           "KafkaDumpSource", "SyntheticSource"]
+__all__ = [
+    "Source",
+    "open_source",
+    "DatasetSource",
+    "FileSource",
+    "IterableSource",
+    "KafkaDumpSource",
+    "SyntheticSource",
+]
 
 
 def open_source(config: SourceConfig, seed: int, stream: Iterable | None = None) -> Source:
     """The source a config names, validated (raises ConfigError/SourceError before any replay)."""
     if (stream is None) != (config.kind != "python"):
-        raise ConfigError("source.kind", "'python' goes with a stream passed to workbench.run(config, stream=...), and only with it")
+        raise ConfigError(
+            "source.kind", "'python' goes with a stream passed to workbench.run(config, stream=...), and only with it"
+        )
     if config.kind == "python":
         source = IterableSource(config, stream)
     elif config.kind == "synthetic":

@@ -28,8 +28,10 @@ def catalogue() -> dict[str, type]:
 def bundled() -> list[str]:
     """Names of the datasets that ship inside the River package (no download needed)."""
     return sorted(
-        cls.__name__ for cls in catalogue().values()
-        if issubclass(cls, datasets.base.FileDataset) and not issubclass(cls, datasets.base.RemoteDataset)
+        cls.__name__
+        for cls in catalogue().values()
+        if issubclass(cls, datasets.base.FileDataset)
+        and not issubclass(cls, datasets.base.RemoteDataset)
         and _single_target(cls)
     )
 
@@ -49,10 +51,16 @@ class DatasetSource:
         cat = catalogue()
         name = (self.config.name or "").lower()
         if name not in cat:
-            raise ConfigError("source.name", f"unknown dataset {self.config.name!r}; bundled with River: {', '.join(bundled())}")
+            raise ConfigError(
+                "source.name", f"unknown dataset {self.config.name!r}; bundled with River: {', '.join(bundled())}"
+            )
         ds = cat[name]()
         if ds.task not in _TASKS:
-            raise ConfigError("source.name", f"{ds.__class__.__name__} is a {ds.task.lower()} dataset; the workbench replays binary, multiclass and regression streams")
+            raise ConfigError(
+                "source.name",
+                f"{ds.__class__.__name__} is a {ds.task.lower()} dataset; the workbench replays "
+                "binary, multiclass and regression streams",
+            )
         if isinstance(ds, datasets.base.RemoteDataset) and not ds.is_downloaded:
             raise SourceError(
                 f"source.name: River's {ds.__class__.__name__} is not bundled with River: it must be "

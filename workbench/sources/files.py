@@ -28,9 +28,20 @@ MAX_CLASSES = 20
 def detect_format(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz", ".gzip")]
     ext = suffixes[-1].lstrip(".") if suffixes else ""
-    fmt = {"csv": "csv", "tsv": "csv", "parquet": "parquet", "pq": "parquet", "jsonl": "jsonl", "ndjson": "jsonl", "json": "jsonl"}.get(ext)
+    fmt = {
+        "csv": "csv",
+        "tsv": "csv",
+        "parquet": "parquet",
+        "pq": "parquet",
+        "jsonl": "jsonl",
+        "ndjson": "jsonl",
+        "json": "jsonl",
+    }.get(ext)
     if fmt is None:
-        raise ConfigError("source.path", f"cannot tell the format of {path.name}; allowed extensions: .csv, .parquet, .jsonl (optionally .gz)")
+        raise ConfigError(
+            "source.path",
+            f"cannot tell the format of {path.name}; allowed extensions: .csv, .parquet, .jsonl (optionally .gz)",
+        )
     return fmt
 
 
@@ -85,7 +96,9 @@ class FileSource:
                 raise ConfigError(key, f"no column {column!r} in {self.path.name}; columns: {', '.join(names)}")
         for feature in self.config.features or []:
             if feature not in names:
-                raise ConfigError("source.features", f"no column {feature!r} in {self.path.name}; columns: {', '.join(names)}")
+                raise ConfigError(
+                    "source.features", f"no column {feature!r} in {self.path.name}; columns: {', '.join(names)}"
+                )
 
     @functools.cached_property
     def _target_column(self) -> pa.ChunkedArray:
@@ -140,7 +153,10 @@ class FileSource:
             lines = range(line, line + batch.num_rows)
             line += batch.num_rows
             # Built in C (map/zip/dict): Python-level work per row would cost more than logging.
-            xs = map(dict, map(zip, itertools.repeat(names), zip(*(batch.column(n).to_pylist() for n in names))))
+            xs = map(
+                dict,
+                map(zip, itertools.repeat(names), zip(*(batch.column(n).to_pylist() for n in names), strict=False)),
+            )
             if any(batch.column(n).null_count for n in names):
                 # River's convention for a missing value is an absent key.
                 xs = ({k: v for k, v in x.items() if v is not None} for x in xs)
@@ -153,7 +169,9 @@ class FileSource:
                 continue
             for row in rows:
                 if row[1] is None:
-                    dead_letter(DeadLetter(f"{self.path}:{row[4]}", f"target column {cfg.target!r} is empty", _raw(row[0])))
+                    dead_letter(
+                        DeadLetter(f"{self.path}:{row[4]}", f"target column {cfg.target!r} is empty", _raw(row[0]))
+                    )
                 else:
                     yield make_event(row)
 

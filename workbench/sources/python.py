@@ -11,7 +11,6 @@ from workbench.errors import ConfigError
 from workbench.events import Event, TrueDrift, make_event
 from workbench.sources.base import DeadLetterSink, river_task
 
-
 _NO_EXTRAS = (None, None, None, None)
 
 
@@ -38,7 +37,11 @@ class IterableSource:
             if all(isinstance(y, float) for y in ys):
                 return "regression"
             return "binary" if len(set(ys)) <= 2 else "multiclass"
-        raise ConfigError("source.task", "cannot infer the task of an iterator without consuming it: set source.task to binary, multiclass or regression")
+        raise ConfigError(
+            "source.task",
+            "cannot infer the task of an iterator without consuming it: "
+            "set source.task to binary, multiclass or regression",
+        )
 
     @property
     def length(self) -> int | None:

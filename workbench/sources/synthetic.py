@@ -28,7 +28,9 @@ def generators() -> dict[str, type]:
     return {
         name.lower(): cls
         for name, cls in vars(synth).items()
-        if inspect.isclass(cls) and name not in _EXCLUDED and hasattr(cls, "__iter__")
+        if inspect.isclass(cls)
+        and name not in _EXCLUDED
+        and hasattr(cls, "__iter__")
         and river_task(cls().task) in ("binary", "multiclass", "regression")
     }
 
@@ -73,7 +75,9 @@ class SyntheticSource:
         gens = generators()
         name = (self.config.generator or "").lower()
         if name not in gens:
-            raise ConfigError("source.generator", f"unknown generator {self.config.generator!r}; allowed: {', '.join(sorted(gens))}")
+            raise ConfigError(
+                "source.generator", f"unknown generator {self.config.generator!r}; allowed: {', '.join(sorted(gens))}"
+            )
         return gens[name]
 
     def validate(self) -> None:
@@ -86,7 +90,9 @@ class SyntheticSource:
         accepted = inspect.signature(cls).parameters
         unknown = [p for p in params if p not in accepted]
         if unknown:
-            raise ConfigError(f"{key}.{unknown[0]}", f"not a parameter of {cls.__name__}; allowed: {', '.join(accepted)}")
+            raise ConfigError(
+                f"{key}.{unknown[0]}", f"not a parameter of {cls.__name__}; allowed: {', '.join(accepted)}"
+            )
         kwargs = dict(params)
         if "seed" in accepted:
             kwargs.setdefault("seed", seed)  # a seed in the params wins over the config's
@@ -103,7 +109,9 @@ class SyntheticSource:
             new = self._make(params, self.seed + k, f"source.drifts[{k - 1}].params")
             if getattr(new, "n_features", None) != getattr(stream, "n_features", None):
                 raise ConfigError(f"source.drifts[{k - 1}].params", "a drift must keep the number of features")
-            stream = ScheduledDrift(stream=stream, drift_stream=new, position=drift.at, width=drift.width, seed=self.seed + 1000 + k)
+            stream = ScheduledDrift(
+                stream=stream, drift_stream=new, position=drift.at, width=drift.width, seed=self.seed + 1000 + k
+            )
         return stream
 
     @property

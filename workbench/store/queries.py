@@ -47,7 +47,9 @@ class Store:
     @contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if not Path(self.path).exists():
-            raise WorkbenchError(f"no database at {self.path}: replay an experiment first (workbench run CONFIG --db {self.path})")
+            raise WorkbenchError(
+                f"no database at {self.path}: replay an experiment first (workbench run CONFIG --db {self.path})"
+            )
         con = schema.connect(self.path)
         try:
             schema.create(con)
@@ -106,8 +108,10 @@ class Store:
 
     def feature_schema(self, run_id: str) -> pd.DataFrame:
         """The features (and target) the replay saw first: role, name, type, nullable."""
-        return self.sql("SELECT role, name, type, nullable, name_type FROM feature_schema "
-                        "WHERE run_id = ? ORDER BY position", [run_id])
+        return self.sql(
+            "SELECT role, name, type, nullable, name_type FROM feature_schema WHERE run_id = ? ORDER BY position",
+            [run_id],
+        )
 
     def checkpoint_state(self, run_id: str, learner: str, version: int | None = None) -> dict:
         """One checkpoint of a learner with its pickled state (default: the latest version)."""
@@ -118,12 +122,12 @@ class Store:
             params.append(version)
         df = self.sql(query + " ORDER BY version DESC LIMIT 1", params)
         if df.empty:
-            have = self.sql("SELECT DISTINCT learner, version FROM checkpoints WHERE run_id = ? "
-                            "ORDER BY learner, version", [run_id])
+            have = self.sql(
+                "SELECT DISTINCT learner, version FROM checkpoints WHERE run_id = ? ORDER BY learner, version", [run_id]
+            )
             listed = ", ".join(f"{r.learner} v{r.version}" for r in have.itertuples()) or "none"
             wanted = f"{learner!r}" + (f" version {version}" if version is not None else "")
-            raise WorkbenchError(
-                f"run {run_id!r} has no checkpoint of learner {wanted}; checkpoints: {listed}")
+            raise WorkbenchError(f"run {run_id!r} has no checkpoint of learner {wanted}; checkpoints: {listed}")
         row = df.iloc[0].to_dict()
         row["state"] = bytes(row["state"])
         row["metrics"] = json.loads(row["metrics"] or "{}")
@@ -136,20 +140,21 @@ class Store:
         rows = []
         for rec in df.to_dict("records"):
             per_event_us = (rec["predict_us_mean"] or 0) + (rec["learn_us_mean"] or 0)
-            rows.append({
-                "learner": rec["learner"],
-                "kind": rec["kind"],
-                "events": run["n_events"],
-                "labelled": rec["n_learned"],
-                **json.loads(rec["metrics"] or "{}"),
-                "predict_us": rec["predict_us_mean"],
-                "learn_us": rec["learn_us_mean"],
-                "events_per_s": 1e6 / per_event_us if per_event_us else None,
-            })
+            rows.append(
+                {
+                    "learner": rec["learner"],
+                    "kind": rec["kind"],
+                    "events": run["n_events"],
+                    "labelled": rec["n_learned"],
+                    **json.loads(rec["metrics"] or "{}"),
+                    "predict_us": rec["predict_us_mean"],
+                    "learn_us": rec["learn_us_mean"],
+                    "events_per_s": 1e6 / per_event_us if per_event_us else None,
+                }
+            )
         return pd.DataFrame(rows)
 
-    def rolling(self, run_id: str, metric: str = "accuracy", window: int = 1000,
-                points: int = 2000) -> pd.DataFrame:
+    def rolling(self, run_id: str, metric: str = "accuracy", window: int = 1000, points: int = 2000) -> pd.DataFrame:
         """The rolling ``metric`` of every learner over the last ``window`` scored steps,
         sampled at about ``points`` positions: columns learner, seq, value."""
         regression = self.run(run_id)["task"] == "regression"
@@ -179,8 +184,7 @@ class Store:
         """Warnings and drifts: learner ('' for feature drift), seq, detector, kind, action,
         statistic, reason."""
         return self.sql(
-            "SELECT * EXCLUDE (run_id) FROM drift_events WHERE run_id = ? "
-            "ORDER BY seq, learner, detector",
+            "SELECT * EXCLUDE (run_id) FROM drift_events WHERE run_id = ? ORDER BY seq, learner, detector",
             [run_id],
         )
 
@@ -193,16 +197,13 @@ class Store:
 
     def rollbacks(self, run_id: str) -> pd.DataFrame:
         return self.sql(
-            "SELECT * EXCLUDE (run_id) FROM rollbacks WHERE run_id = ? "
-            "ORDER BY created_at, learner",
+            "SELECT * EXCLUDE (run_id) FROM rollbacks WHERE run_id = ? ORDER BY created_at, learner",
             [run_id],
         )
 
     def refits(self, run_id: str) -> pd.DataFrame:
         """Each fit of a batch baseline: learner, seq, n_samples, fit_ms."""
-        return self.sql(
-            "SELECT * EXCLUDE (run_id) FROM refits WHERE run_id = ? ORDER BY learner, seq", [run_id]
-        )
+        return self.sql("SELECT * EXCLUDE (run_id) FROM refits WHERE run_id = ? ORDER BY learner, seq", [run_id])
 
     def checkpoints(self, run_id: str) -> pd.DataFrame:
         """The kept checkpoints (without their state): learner, version, seq, created_at,
@@ -227,8 +228,7 @@ class Store:
         if to_version is None:
             if len(kept) < 2:
                 raise WorkbenchError(
-                    f"learner {learner!r} has only one checkpoint (version {latest.version}): "
-                    "nothing to roll back to"
+                    f"learner {learner!r} has only one checkpoint (version {latest.version}): nothing to roll back to"
                 )
             to_version = int(kept.version.iloc[-2])
         cp = self.checkpoint_state(run_id, learner, to_version)
@@ -268,9 +268,7 @@ class Store:
     def _scored(self, run_id: str, learner: str | None, columns: str) -> pd.DataFrame:
         query = (
             f"SELECT learner, seq, {columns} FROM steps WHERE run_id = ? AND y_pred IS NOT NULL "
-            "AND y_true IS NOT NULL"
-            + (" AND learner = ?" if learner else "")
-            + " ORDER BY learner, seq"
+            "AND y_true IS NOT NULL" + (" AND learner = ?" if learner else "") + " ORDER BY learner, seq"
         )
         return self.sql(query, [run_id] + ([learner] if learner else []))
 
@@ -283,9 +281,7 @@ class Store:
 
         return reliability(self._scored(run_id, learner, "y_proba, correct").dropna(), bins, window)
 
-    def calibration_summary(
-        self, run_id: str, window: int | None = None, bins: int = 10
-    ) -> pd.DataFrame:
+    def calibration_summary(self, run_id: str, window: int | None = None, bins: int = 10) -> pd.DataFrame:
         """Expected calibration error, Brier score and n per learner and window."""
         from workbench.evaluation.calibration import summary
 
@@ -310,14 +306,10 @@ class Store:
         for name, df in steps.items():
             if df.empty:
                 known = ", ".join(self.learners(run_id).learner)
-                raise WorkbenchError(
-                    f"learner {name!r} has no scored steps in run {run_id!r}; learners: {known}"
-                )
+                raise WorkbenchError(f"learner {name!r} has no scored steps in run {run_id!r}; learners: {known}")
         return compare(steps[a], steps[b], a, b, metric, window, n_boot, seed)
 
-    def traffic_split(
-        self, run_id: str, a: str, b: str, ratio: float = 0.5, seed: int = 0
-    ) -> pd.DataFrame:
+    def traffic_split(self, run_id: str, a: str, b: str, ratio: float = 0.5, seed: int = 0) -> pd.DataFrame:
         """What each arm would have scored had live traffic been split: an event goes to ``a``
         when a hash of its id (its position in the replay) and ``seed`` falls below ``ratio``.
         Columns: arm, learner, n, and the run's metrics over the events routed to it."""
@@ -363,19 +355,27 @@ class Store:
         except ConfigError as exc:
             sql = [m for m in _SQL_ROLLING if (m in _SQL_REGRESSION) == (task == "regression")]
             allowed = sorted(set(sql) | set(allowed_metrics(task)))
-            raise WorkbenchError(f"rolling metric {metric!r} is not available for this {task} run; allowed: {', '.join(allowed)}") from exc
+            raise WorkbenchError(
+                f"rolling metric {metric!r} is not available for this {task} run; allowed: {', '.join(allowed)}"
+            ) from exc
         steps = self.sql(
             "SELECT learner, seq, y_true, y_pred, y_proba FROM steps WHERE run_id = ? "
-            "AND y_pred IS NOT NULL AND y_true IS NOT NULL ORDER BY learner, seq", [run_id])
+            "AND y_pred IS NOT NULL AND y_true IS NOT NULL ORDER BY learner, seq",
+            [run_id],
+        )
         rows = []
         for learner, group in steps.groupby("learner", sort=False):
             rolled = utils.Rolling(type(make_metric(metric, task)), window_size=window)
             parse = float if task == "regression" else _label
-            classes = sorted({_label(v) for v in group.y_true.unique()} | {_label(v) for v in group.y_pred.unique()}, key=str)
+            classes = sorted(
+                {_label(v) for v in group.y_true.unique()} | {_label(v) for v in group.y_pred.unique()}, key=str
+            )
             wants_proba = task != "regression" and not rolled.obj.requires_labels
             every = max(1, len(group) // points)
             last = len(group) - 1
-            for k, (seq, y_true, y_pred, proba) in enumerate(zip(group.seq, group.y_true, group.y_pred, group.y_proba)):
+            for k, (seq, y_true, y_pred, proba) in enumerate(
+                zip(group.seq, group.y_true, group.y_pred, group.y_proba, strict=False)
+            ):
                 y, pred = parse(y_true), parse(y_pred)
                 if wants_proba:  # binary: the other class has the rest of the probability
                     other = next((c for c in classes if c != pred), None)

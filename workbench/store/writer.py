@@ -19,8 +19,6 @@ from workbench.events import DeadLetter, StepBatch, TrueDrift
 from workbench.store import schema
 from workbench.versioning import Checkpoint
 
-
-
 #: DuckDB memory of the writer's connection (it only appends)
 WRITER_MEMORY_LIMIT = "64MB"
 
@@ -46,18 +44,22 @@ def steps_table(batch: StepBatch) -> pa.Table:
     """The batch as Arrow columns (run_id and learner are added by the INSERT)."""
     cols = batch.columns()
     times = cols["event_time"]
-    return pa.table({
-        "seq": pa.array(cols["seq"], pa.int64()),
-        "event_time": _times(times) if any(t is not None for t in times) else pa.nulls(len(times), pa.timestamp("us", tz="UTC")),
-        "y_true": _text(cols["y_true"]),
-        "y_pred": _text(cols["y_pred"]),
-        "y_proba": pa.array(cols["y_proba"], pa.float64()),
-        "correct": pa.array(cols["correct"], pa.bool_()),
-        "loss": pa.array(cols["loss"], pa.float64()),
-        "predict_ns": pa.array(cols["predict_ns"], pa.int64()),
-        "learn_ns": pa.array(cols["learn_ns"], pa.int64()),
-        "model_version": pa.array(cols["model_version"], pa.int32()),
-    })
+    return pa.table(
+        {
+            "seq": pa.array(cols["seq"], pa.int64()),
+            "event_time": _times(times)
+            if any(t is not None for t in times)
+            else pa.nulls(len(times), pa.timestamp("us", tz="UTC")),
+            "y_true": _text(cols["y_true"]),
+            "y_pred": _text(cols["y_pred"]),
+            "y_proba": pa.array(cols["y_proba"], pa.float64()),
+            "correct": pa.array(cols["correct"], pa.bool_()),
+            "loss": pa.array(cols["loss"], pa.float64()),
+            "predict_ns": pa.array(cols["predict_ns"], pa.int64()),
+            "learn_ns": pa.array(cols["learn_ns"], pa.int64()),
+            "model_version": pa.array(cols["model_version"], pa.int32()),
+        }
+    )
 
 
 _INSERT_STEPS = (
@@ -110,9 +112,13 @@ class RunWriter:
     # -- what the replay calls ----------------------------------------------------------------
     def begin(self, name: str, config: dict[str, Any], task: str, seed: int, version: str) -> None:
         row = [self.run_id, name, "running", json.dumps(config, default=str), now(), task, seed, version]
-        self._submit(lambda: self._con.execute(
-            "INSERT INTO runs (run_id, name, status, config, created_at, task, seed, workbench_version) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row))
+        self._submit(
+            lambda: self._con.execute(
+                "INSERT INTO runs (run_id, name, status, config, created_at, task, seed, workbench_version) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        )
 
     def true_drifts(self, drifts: list[TrueDrift]) -> None:
         rows = [(self.run_id, d.seq, d.width) for d in drifts]
@@ -120,14 +126,25 @@ class RunWriter:
             self._submit(lambda: self._con.executemany("INSERT INTO true_drifts VALUES (?, ?, ?)", rows))
 
     def feature_schema(self, fields: list[dict[str, Any]]) -> None:
-        rows = [(self.run_id, i, f["role"], f["name"], f["type"], f["nullable"], f["name_type"])
-                for i, f in enumerate(fields)]
+        rows = [
+            (self.run_id, i, f["role"], f["name"], f["type"], f["nullable"], f["name_type"])
+            for i, f in enumerate(fields)
+        ]
         if rows:
-            self._submit(lambda: self._con.executemany(
-                "INSERT INTO feature_schema VALUES (?, ?, ?, ?, ?, ?, ?)", rows))
+            self._submit(lambda: self._con.executemany("INSERT INTO feature_schema VALUES (?, ?, ?, ?, ?, ?, ?)", rows))
 
     def checkpoint(self, cp: Checkpoint) -> None:
-        row = [self.run_id, cp.learner, cp.version, cp.seq, now(), cp.reason, json.dumps(cp.metrics), cp.sha256, cp.state]
+        row = [
+            self.run_id,
+            cp.learner,
+            cp.version,
+            cp.seq,
+            now(),
+            cp.reason,
+            json.dumps(cp.metrics),
+            cp.sha256,
+            cp.state,
+        ]
         self._submit(lambda: self._con.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row))
 
     def dead_letter(self, record: DeadLetter) -> None:
@@ -136,11 +153,9 @@ class RunWriter:
 
     def late_events(self, rows: list[tuple]) -> None:
         """Late events replayed where they arrived: (seq, origin, event_time, behind timedelta)."""
-        rows = [(self.run_id, seq, origin, time, behind.total_seconds())
-                for seq, origin, time, behind in rows]
+        rows = [(self.run_id, seq, origin, time, behind.total_seconds()) for seq, origin, time, behind in rows]
         if rows:
-            self._submit(lambda: self._con.executemany(
-                "INSERT INTO late_events VALUES (?, ?, ?, ?, ?)", rows))
+            self._submit(lambda: self._con.executemany("INSERT INTO late_events VALUES (?, ?, ?, ?, ?)", rows))
 
     def write(self, batches: list[StepBatch]) -> None:
         for batch in batches:
@@ -204,16 +219,24 @@ class RunWriter:
         self._con.execute(_INSERT_STEPS, {"run_id": self.run_id, "learner": batch.learner})
 
     def _insert_dead(self, dead: list[DeadLetter]) -> None:
-        arrow_dead = pa.table({  # noqa: F841 — read by DuckDB's replacement scan
-            "run_id": [self.run_id] * len(dead),
-            "origin": [d.origin for d in dead],
-            "reason": [d.reason for d in dead],
-            "raw": pa.array([d.raw for d in dead], pa.binary()),
-        })
+        arrow_dead = pa.table(  # noqa: F841 — read by DuckDB's replacement scan
+            {
+                "run_id": [self.run_id] * len(dead),
+                "origin": [d.origin for d in dead],
+                "reason": [d.reason for d in dead],
+                "raw": pa.array([d.raw for d in dead], pa.binary()),
+            }
+        )
         self._con.execute("INSERT INTO dead_letters SELECT * FROM arrow_dead")
 
-    def finish(self, status: str, counts: dict[str, int], learners: list[dict[str, Any]],
-               elapsed_s: float, error: str | None = None) -> None:
+    def finish(
+        self,
+        status: str,
+        counts: dict[str, int],
+        learners: list[dict[str, Any]],
+        elapsed_s: float,
+        error: str | None = None,
+    ) -> None:
         """Drain the queue, then record how the run ended. Always closes the connection.
 
         Per-learner counts and mean latencies are aggregated from the steps here, once, rather
@@ -228,18 +251,33 @@ class RunWriter:
                 row[0]: row[1:]
                 for row in con.execute(
                     "SELECT learner, count(y_pred), count(y_true), avg(predict_us), avg(learn_us) "
-                    "FROM steps WHERE run_id = ? GROUP BY learner", [self.run_id]).fetchall()
+                    "FROM steps WHERE run_id = ? GROUP BY learner",
+                    [self.run_id],
+                ).fetchall()
             }
             for row in learners:
                 n_pred, n_learned, predict_us, learn_us = stats.get(row["learner"], (0, 0, None, None))
                 con.execute(
                     "INSERT INTO learners VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [self.run_id, row["learner"], row["kind"], row["model"], json.dumps(row["spec"], default=str),
-                     n_pred, n_learned, json.dumps(row["metrics"]), predict_us, learn_us])
+                    [
+                        self.run_id,
+                        row["learner"],
+                        row["kind"],
+                        row["model"],
+                        json.dumps(row["spec"], default=str),
+                        n_pred,
+                        n_learned,
+                        json.dumps(row["metrics"]),
+                        predict_us,
+                        learn_us,
+                    ],
+                )
             assignments = ", ".join(f"{k} = ?" for k in counts)
             con.execute(
-                f"UPDATE runs SET status = ?, finished_at = ?, elapsed_s = ?, error = ?, {assignments} WHERE run_id = ?",
-                [status, now(), elapsed_s, error, *counts.values(), self.run_id])
+                f"UPDATE runs SET status = ?, finished_at = ?, elapsed_s = ?, error = ?, {assignments} "
+                "WHERE run_id = ?",
+                [status, now(), elapsed_s, error, *counts.values(), self.run_id],
+            )
             if self._error is not None and status != "failed":
                 raise self._error
         finally:
