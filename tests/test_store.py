@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -108,12 +109,19 @@ def test_ctrl_c_in_a_terminal_keeps_steps(tmp_path, db):
         [command, "run", str(config), "--db", str(db)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
         cwd=ROOT,
     )
-    time.sleep(4)  # startup, then ~3 s of replay
+    # Press Ctrl-C once the progress bar shows thousands of events replayed, however slow the start.
+    shown = b""
+    deadline = time.monotonic() + 120
+    while not re.search(rb"\d+k/10\.0M", shown) and time.monotonic() < deadline:
+        chunk = os.read(proc.stderr.fileno(), 4096)
+        if not chunk:  # the command ended on its own: the assertions below say how
+            break
+        shown += chunk
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
+    out, err = out.decode(), (shown + err).decode()
     assert proc.returncode == 130, err
     assert "replay interrupted after" in err and "marked 'interrupted'" in err
     assert "interrupted" in out

@@ -132,8 +132,11 @@ TABLES = {
 
 
 def create(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the tables a database does not have yet (one query when it has them all)."""
+    have = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     for name, columns in TABLES.items():
-        con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
+        if name not in have:
+            con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
 
 
 def connect(path: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
