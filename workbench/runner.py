@@ -29,7 +29,7 @@ _EPS = 1e-15
 _MAX_LOSS = -log(_EPS)  # River's metrics clip probabilities at 1e-15 too
 
 
-def _uses_proba(model: base.Estimator) -> bool:
+def gives_proba(model: base.Estimator) -> bool:
     """Whether the classifier gives probabilities (River's base class raises otherwise)."""
     try:
         model.predict_proba_one({})
@@ -239,7 +239,7 @@ class RegressorArm(Arm):
 def make_arm(name: str, model: base.Estimator, task: str, metrics: list[str]) -> Arm:
     if task == "regression":
         return RegressorArm(name, model, task, metrics)
-    if _uses_proba(model):
+    if gives_proba(model):
         return ProbaClassifierArm(name, model, task, metrics)
     return LabelClassifierArm(name, model, task, metrics)
 

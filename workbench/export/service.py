@@ -25,6 +25,7 @@ from typing import Any
 
 from workbench.export.bundle import Bundle, BundleError, load
 from workbench.learners.registry import resolve
+from workbench.runner import gives_proba
 
 _MISSING = object()
 _COUNTER_WIDTH = 20
@@ -140,7 +141,7 @@ class Service:
         self.schema = Schema(self.bundle.features, self.bundle.target)
         self.classifier = manifest["task"] != "regression"
         self.model = self.bundle.model
-        self.proba = self.classifier and _gives_proba(self.model)
+        self.proba = self.classifier and gives_proba(self.model)
         drift = self.bundle.settings.get("drift") or {}
         self.detector_name, self.drift_on = drift.get("detector"), drift.get("on", "error")
         self.detector = self._new_detector()
@@ -446,13 +447,3 @@ def _unpack(state: bytes) -> tuple[Any, Any]:
     """A checkpoint's model and drift detector (call only once its SHA-256 matched)."""
     saved = pickle.loads(state)
     return saved["model"], saved["detector"]
-
-
-def _gives_proba(model: Any) -> bool:
-    try:
-        model.predict_proba_one({})
-    except NotImplementedError:
-        return False
-    except Exception:  # an untrained model may fail on an empty dict for other reasons
-        return True
-    return True
