@@ -170,3 +170,16 @@ def test_entry_point_plugin_resolves(tmp_path, monkeypatch):
     from river.linear_model import LogisticRegression
 
     assert resolve("myplugin.MyModel", "learners[0].model") is LogisticRegression
+
+
+def test_yaml_on_is_a_key_not_a_boolean(tmp_path):
+    """PyYAML reads `on:` as True (YAML 1.1); the workbench reads configs as YAML 1.2 does."""
+    path = tmp_path / "drift.yaml"
+    path.write_text(textwrap.dedent("""
+        source: {kind: synthetic, generator: sea, n: 100}
+        learners: [{name: nb, model: river.naive_bayes.GaussianNB}]
+        drift: {detector: river.drift.ADWIN, on: loss, action: none}
+    """))
+    cfg = cfgmod.load(path, ["drift.on=error"])
+    assert cfg.drift[0].on == "error"
+    assert cfgmod.load(path).drift[0].on == "loss"

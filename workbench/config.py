@@ -18,6 +18,20 @@ import yaml
 
 from workbench.errors import ConfigError
 
+
+class YamlLoader(yaml.SafeLoader):
+    """YAML 1.2's booleans: only true/false. PyYAML's YAML 1.1 also reads on/off/yes/no as
+    booleans, which turns the config key ``on: error`` into ``True: error``."""
+
+
+YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
 SOURCE_KINDS = ("synthetic", "dataset", "file", "python", "kafka_dump", "kafka")
 TASKS = ("binary", "multiclass", "regression")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -193,7 +207,7 @@ def load(config: str | Path | dict | Config, overrides: list[str] | None = None)
         if not path.exists():
             raise ConfigError("", f"config file {path} does not exist")
         try:
-            raw = yaml.safe_load(path.read_text())
+            raw = yaml.load(path.read_text(), Loader=YamlLoader)
         except yaml.YAMLError as exc:
             raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
         default_name = path.stem
@@ -241,7 +255,7 @@ def apply_override(raw: dict, item: str) -> None:
             node = node.setdefault(part, {})
         if not isinstance(node, (dict, list)):
             raise ConfigError(where, f"cannot set a key inside {node!r}")
-    value = yaml.safe_load(text) if text.strip() else None
+    value = yaml.load(text, Loader=YamlLoader) if text.strip() else None
     last = parts[-1]
     if isinstance(node, list):
         node[_index(last, node, key)] = value

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from workbench import __version__
+from workbench.config import YamlLoader
 from workbench.errors import WorkbenchError
 from workbench.store import DEFAULT_DB, Store
 
@@ -244,5 +245,5 @@ def load(path: str | Path) -> Bundle:
     check_compatible(manifest)
     model = pickle.loads(data[MODEL])
     return Bundle(
-        path, manifest, model, yaml.safe_load(data[CONFIG]), yaml.safe_load(data[SETTINGS])
+        path, manifest, model, yaml.load(data[CONFIG], Loader=YamlLoader), yaml.load(data[SETTINGS], Loader=YamlLoader)
     )
