@@ -297,3 +297,22 @@ def test_a_kafka_dump_run_verifies_through_its_own_replay_stage(tmp_path):
     result = verify(wb.export(run.id, "tree", tmp_path / "b", db=db), run.id, db=db)
     assert result.ok, str(result)
     assert result.n_compared == run.info["n_events"]
+
+
+def test_the_detector_that_watched_the_learner_goes_into_the_bundle(tmp_path):
+    """A real run's drift section (a list, entries per learner) becomes the service's detector."""
+    from serving import config
+
+    db = tmp_path / "runs.duckdb"
+    drift = [
+        {"detector": "river.drift.PageHinkley", "on": "loss", "learners": ["tree"]},
+        {"features": {"window": 200}},
+        {"detector": "river.drift.ADWIN", "params": {"delta": 0.01}, "on": "error"},
+    ]
+    run = wb.run({**config(), "drift": drift}, db=db, progress=False)
+    for learner, detector in [("lr", "river.drift.ADWIN"), ("tree", "river.drift.PageHinkley")]:
+        out = wb.export(run.id, learner, tmp_path / learner, db=db)
+        settings = yaml.safe_load((out / "settings.yaml").read_text())
+        assert settings["drift"]["detector"] == detector and settings["drift_from"] == "run"
+        service = Service(out, tmp_path / f"state-{learner}")
+        assert service.detector_name == detector

@@ -119,9 +119,10 @@ def export(
             "workbench): replay it again to export it"
         )
     config = _learner_config(info["config"], learner)
+    drift = _drift_for(info["config"].get("drift"), learner)
     settings = {
-        "drift": info["config"].get("drift") or DEFAULT_DRIFT,
-        "drift_from": "run" if info["config"].get("drift") else "default",
+        "drift": drift or DEFAULT_DRIFT,
+        "drift_from": "run" if drift else "default",
         "guard": info["config"].get("guard"),
     }
     files = {
@@ -169,6 +170,16 @@ def export(
         (out / name).write_bytes(data)
     (out / SUMS).write_text("".join(f"{_sha256(data)}  {name}\n" for name, data in files.items()))
     return out
+
+
+def _drift_for(drift, learner: str) -> dict | None:
+    """The detector that watched ``learner`` in the run: configs hold one mapping or a list of
+    them, each for every learner or for the ones it names (feature-only entries watch none)."""
+    entries = drift if isinstance(drift, list) else [drift] if drift else []
+    for entry in entries:
+        if entry.get("detector") and (not entry.get("learners") or learner in entry["learners"]):
+            return {k: v for k, v in entry.items() if k in ("detector", "params", "on", "action")}
+    return None
 
 
 def _learner_config(config: dict[str, Any], learner: str) -> dict[str, Any]:
