@@ -30,7 +30,7 @@ lab: $(VENV)/.installed-base
 	$(BIN)/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check workbench tests benchmarks
+	$(BIN)/ruff check .
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/replay_overhead.py
