@@ -16,6 +16,7 @@ from river import base
 from workbench.errors import ConfigError
 from workbench.evaluation.metrics import make as make_metric
 from workbench.events import Event, StepBatch
+from workbench.learners.river import gives_proba
 from workbench.replay.labels import Delay, questions_and_answers
 from workbench.versioning import Checkpoint, snapshot
 
@@ -27,17 +28,6 @@ FLUSH_SECONDS = 1.0
 _CLOCK_MASK = 255
 _EPS = 1e-15
 _MAX_LOSS = -log(_EPS)  # River's metrics clip probabilities at 1e-15 too
-
-
-def gives_proba(model: base.Estimator) -> bool:
-    """Whether the classifier gives probabilities (River's base class raises otherwise)."""
-    try:
-        model.predict_proba_one({})
-    except NotImplementedError:
-        return False
-    except Exception:  # an untrained model may fail on an empty dict for other reasons
-        return True
-    return True
 
 
 class Arm:
@@ -53,7 +43,7 @@ class Arm:
         self.metrics = {m: make_metric(m, task) for m in metrics}
         self.version = 0
         self._pending: dict[int, tuple] = {}
-        self._predict = model.predict_one
+        self._predict = getattr(model, self.predict_method)
         self._learn = model.learn_one
         self.take()
 
@@ -126,7 +116,9 @@ class Arm:
         """Whether the model learns and predicts a mini-batch at once (River's *_many)."""
         return hasattr(self.model, "learn_many") and hasattr(self.model, self._predict_many_name)
 
-    _predict_many_name = "predict_many"
+    @property
+    def _predict_many_name(self) -> str:
+        return self.predict_method.replace("_one", "_many")
 
     def step_many(self, seq: int, evs: list[Event]) -> None:
         """Predict a mini-batch, then learn it; each event's timings are the batch's shares."""
@@ -148,7 +140,7 @@ class Arm:
             if preds.ndim == 2
             else preds.tolist()
         )
-        for i, (ev, pred) in enumerate(zip(evs, rows, strict=False)):
+        for i, (ev, pred) in enumerate(zip(evs, rows, strict=True)):
             self._record(seq + i, ev.time, ev.y, pred, predict_ns, learn_ns, self.version)
 
     def _record(self, seq, time, y, pred, predict_ns, learn_ns, version) -> None:
@@ -162,10 +154,7 @@ class ProbaClassifierArm(Arm):
 
     def __init__(self, name, model, task, metrics):
         super().__init__(name, model, task, metrics)
-        self._predict = model.predict_proba_one
         self._updates = [(m.update, not m.requires_labels) for m in self.metrics.values()]
-
-    _predict_many_name = "predict_proba_many"
 
     def _unanswered(self, proba) -> tuple:
         if not proba:
@@ -342,8 +331,7 @@ class _Batched:
     new version."""
 
     def _setup(self) -> None:
-        name = "predict_proba_many" if self.predict_method == "predict_proba_one" else "predict_many"
-        self._predict_many = getattr(self.model, name)
+        self._predict_many = getattr(self.model, self._predict_many_name)
         self._questions: list[tuple] = []  # (seq, event) not yet predicted
         # (seq, event, learn_ns) learned at once, not yet recorded
         self._immediate: list[tuple] = []

@@ -25,7 +25,7 @@ from typing import Any
 
 from workbench.export.bundle import Bundle, BundleError, load
 from workbench.learners.registry import resolve
-from workbench.runner import gives_proba
+from workbench.learners.river import gives_proba
 
 _MISSING = object()
 _COUNTER_WIDTH = 20

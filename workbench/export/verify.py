@@ -19,7 +19,7 @@ from workbench import config as config_mod
 from workbench.events import Event, StepBatch
 from workbench.experiment import Replay
 from workbench.export.bundle import Bundle, BundleError, load
-from workbench.learners.river import build
+from workbench.learners.river import build, gives_proba
 from workbench.replay.labels import parse_delay, with_field_delay
 from workbench.runner import Runner, make_arm
 from workbench.sources import open_source
@@ -162,7 +162,7 @@ def _compare_logged(result: Verification, rows: list[tuple], logged, handover: i
 
 def _compare_models(result: Verification, replayed, bundled, xs: list[dict]) -> None:
     """The bundle's model and the replay's final model must answer alike on every input seen."""
-    method = "predict_proba_one" if _gives_proba(bundled, xs) else "predict_one"
+    method = "predict_proba_one" if gives_proba(bundled) else "predict_one"
     ours, theirs = getattr(replayed, method), getattr(bundled, method)
     for seq, x in enumerate(xs):
         a, b = ours(x), theirs(x)
@@ -171,12 +171,3 @@ def _compare_models(result: Verification, replayed, bundled, xs: list[dict]) -> 
             if len(result.mismatches) < _SHOWN:
                 result.mismatches.append({"seq": seq, "logged": a, "bundle": b})
         result.n_state_checked += 1
-
-
-def _gives_proba(model, xs: list[dict]) -> bool:
-    """Whether to compare probabilities (classifiers that give them) or predictions."""
-    try:
-        model.predict_proba_one(xs[0] if xs else {})
-    except (AttributeError, NotImplementedError):
-        return False
-    return True

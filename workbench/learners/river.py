@@ -53,6 +53,17 @@ def build(config: LearnerConfig, task: str, key: str) -> base.Estimator:
     return pipeline
 
 
+def gives_proba(model: base.Estimator) -> bool:
+    """Whether a model gives class probabilities (River's base classifier raises otherwise)."""
+    try:
+        model.predict_proba_one({})
+    except (AttributeError, NotImplementedError):  # a regressor (a pipeline has the method anyway)
+        return False
+    except Exception:  # an untrained model may fail on an empty dict for other reasons
+        return True
+    return True
+
+
 def _final(model: base.Estimator) -> base.Estimator:
     return model[-1] if isinstance(model, compose.Pipeline) else model
 
