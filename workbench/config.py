@@ -277,6 +277,9 @@ def parse(raw: dict[str, Any]) -> Config:
     seed = _int(raw.get("seed", 42), "seed")
     source = _source(_mapping(raw.get("source"), "source", required=True))
     replay = _replay(_mapping(raw.get("replay", {}), "replay"))
+    if replay.batch_size > 1 and (replay.label_delay != 0 or source.labels is not None):
+        raise ConfigError("replay.batch_size", "mini-batches need labels in the same message "
+                          "with no replay.label_delay (a delayed label cannot join its batch)")
     learners_raw = raw.get("learners")
     if not isinstance(learners_raw, list) or not learners_raw:
         raise ConfigError("learners", "expected a list of at least one learner (name, model, params, preprocessing)")

@@ -8,7 +8,7 @@ import secrets
 import sys
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ import pandas as pd
 from workbench import __version__
 from workbench import config as config_mod
 from workbench.drift.features import FeatureDrift
-from workbench.errors import ConfigError
 from workbench.evaluation.metrics import names_for
 from workbench.events import Event
 from workbench.learners.batch import build as build_baseline
@@ -128,11 +127,7 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     source = open_source(cfg.source, cfg.seed, stream)
     task = source.task
     metrics = names_for(cfg.metrics, task)
-    has_time = cfg.source.time is not None
-    delay = parse_delay(cfg.replay.label_delay, has_time)
-    if cfg.replay.batch_size > 1 and (not delay.immediate or cfg.source.labels is not None):
-        raise ConfigError("replay.batch_size", "mini-batches need labels in the same message "
-                          "with no replay.label_delay (a delayed label cannot join its batch)")
+    parse_delay(cfg.replay.label_delay, cfg.source.time is not None)  # checked before anything is written
     arms = [make_arm(lc.name, build(lc, task, f"learners[{i}]"), task, metrics) for i, lc in enumerate(cfg.learners)]
     arms += [make_batch_arm(bc.name, build_baseline(bc, task, f"baselines[{i}]"), task, metrics)
              for i, bc in enumerate(cfg.baselines)]
@@ -148,17 +143,12 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     writer.true_drifts(source.true_drifts())
     writer.keep = cfg.checkpoints.keep if cfg.checkpoints is not None else None
 
-    replay = Replay(cfg, source, writer.dead_letter)
-    events: Iterable[Event] = replay.events()
-    if delay.kind == "field":
-        events = with_field_delay(events, delay.value, has_time)
-    fields, events = infer_schema(events)
-    writer.feature_schema(fields)
-    if feature_drift is not None:
-        events = feature_drift.watch(events)
-    runner = Runner(arms, delay, has_time, qa=replay.qa, batch_size=cfg.replay.batch_size)
-    if cfg.replay.batch_size > 1:
-        events = mini_batches(events, cfg.replay.batch_size, cfg.replay.batch_timeout)
+    def watch(events: Iterable[Event]) -> Iterable[Event]:
+        fields, events = infer_schema(events)
+        writer.feature_schema(fields)
+        return feature_drift.watch(events) if feature_drift is not None else events
+
+    replay, runner, events = wire(cfg, source, arms, writer.dead_letter, watch)
     bar = _Progress(source.length, cfg.name, progress)
     started = time.perf_counter()
     status, error = "finished", None
@@ -195,6 +185,25 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
             stacklevel=2,
         )
     return Run(run_id, Store(db_path), status)
+
+
+def wire(cfg: config_mod.Config, source, arms: list, dead_letter: DeadLetterSink,
+         watch: Callable[[Iterable[Event]], Iterable[Event]] | None = None):
+    """The replay stage wired to a runner over ``arms``: ``(replay, runner, events)``, where
+    ``runner.run(events)`` replays the stream in the order a live system saw it. ``watch`` sees
+    each event before mini-batching. ``run`` and ``workbench verify-bundle`` both replay this way."""
+    has_time = cfg.source.time is not None
+    delay = parse_delay(cfg.replay.label_delay, has_time)
+    replay = Replay(cfg, source, dead_letter)
+    events: Iterable[Event] = replay.events()
+    if delay.kind == "field":
+        events = with_field_delay(events, delay.value, has_time)
+    if watch is not None:
+        events = watch(events)
+    runner = Runner(arms, delay, has_time, qa=replay.qa, batch_size=cfg.replay.batch_size)
+    if cfg.replay.batch_size > 1:
+        events = mini_batches(events, cfg.replay.batch_size, cfg.replay.batch_timeout)
+    return replay, runner, events
 
 
 class Replay:

@@ -17,11 +17,10 @@ from typing import Any
 
 from workbench import config as config_mod
 from workbench.events import Event, StepBatch
-from workbench.experiment import Replay
+from workbench.experiment import wire
 from workbench.export.bundle import Bundle, BundleError, load
 from workbench.learners.river import build, gives_proba
-from workbench.replay.labels import parse_delay, with_field_delay
-from workbench.runner import Runner, make_arm
+from workbench.runner import make_arm
 from workbench.sources import open_source
 from workbench.store import DEFAULT_DB, Store
 from workbench.store.writer import steps_table
@@ -82,21 +81,15 @@ def verify(bundle: str | Path | Bundle, run_id: str, db: str | Path | None = Non
     spec = next(lc for lc in config_mod.load(bundle.config).learners if lc.name == bundle.learner)
     source = open_source(cfg.source, cfg.seed)
     arm = make_arm(bundle.learner, build(spec, info["task"], "learners[0]"), info["task"], [])
-    has_time = cfg.source.time is not None
-    delay = parse_delay(cfg.replay.label_delay, has_time)
-    # The run's own replay stage (event-time order, label joins), unpaced: the same questions and
-    # answers in the same order as the run saw them.
+    # The run's own replay stage (event-time order, label joins, mini-batches), unpaced: the same
+    # questions and answers in the same order as the run saw them.
     cfg.replay.speed = None
-    replay = Replay(cfg, source, lambda _dead: None)
-    events: Iterable[Event] = replay.events()
-    if delay.kind == "field":
-        events = with_field_delay(events, delay.value, has_time)
     xs: list[dict] = []
+    _, runner, events = wire(cfg, source, [arm], lambda _dead: None, lambda evs: _collecting(evs, xs))
     handover = bundle.manifest["seq"]
     rows: list[tuple] = []
-    runner = Runner([arm], delay, has_time, qa=replay.qa)
     _hand_over_after(arm, handover - 1, bundle.model)
-    for batches in runner.run(_collecting(events, xs)):
+    for batches in runner.run(events):
         rows.extend(batches[0].rows)
 
     result = Verification(run_id, bundle.learner, bundle.version)
