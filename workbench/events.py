@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import chain
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -121,4 +122,4 @@ def _transpose(rows: list[tuple]) -> dict[str, list]:
 def _concat(parts: list) -> list | np.ndarray:
     if all(isinstance(p, np.ndarray) for p in parts):
         return np.concatenate(parts)
-    return [v for p in parts for v in (p.tolist() if isinstance(p, np.ndarray) else p)]
+    return list(chain.from_iterable(p.tolist() if isinstance(p, np.ndarray) else p for p in parts))

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from functools import partial
-from itertools import islice, repeat
+from itertools import chain, islice, repeat
 from math import log
 from operator import eq, itemgetter, neg, sub
 from time import perf_counter, perf_counter_ns
 
 import numpy as np
+import pandas as pd
 from river import base, metrics
 
 from workbench.errors import ConfigError
 from workbench.evaluation.metrics import make as make_metric
 from workbench.events import Event, StepBatch
 from workbench.learners.river import gives_proba
+from workbench.replay.batching import frame
 from workbench.replay.labels import Delay, questions_and_answers
 from workbench.versioning import Checkpoint, snapshot
 
@@ -31,11 +32,9 @@ FLUSH_SECONDS = 1.0
 #: how often (in events) the clock is read for FLUSH_SECONDS, minus one (a bit mask)
 _CLOCK_MASK = 255
 #: events an arm predicts and learns one by one before it scores and logs them together
-BLOCK = 256
+BLOCK = 1024
 _EPS = 1e-15
 _MAX_LOSS = -log(_EPS)  # River's metrics clip probabilities at 1e-15 too
-#: the (label, probability) a proba dict's argmax is: max(proba, key=proba.get), in C
-_top = partial(max, key=itemgetter(1))
 _first, _second = itemgetter(0), itemgetter(1)
 
 
@@ -63,6 +62,28 @@ def _updater(metric: metrics.base.Metric) -> Callable[[list, list], None]:
         return counted
     update = metric.update
     return lambda ys, preds: _drain(map(update, ys, preds))
+
+
+def _matrix_updater(metric: metrics.base.Metric) -> Callable[[list, tuple, np.ndarray], None] | None:
+    """``update(ys, classes, probabilities)`` for a probability metric numpy can compute
+    exactly as River does, else None. LogLoss: River's clamp, ``-log(p)`` or ``-log(1 - p)``
+    with math.log, then its running mean, in order."""
+    if type(metric) is not metrics.LogLoss:
+        return None
+    mean = metric._mean
+
+    def update(ys: list, classes: tuple, values: np.ndarray) -> None:
+        j = {c: i for i, c in enumerate(classes)}.get(True)  # y_pred.get(True, 0.0)
+        p = values[:, j] if j is not None else np.zeros(len(ys))
+        p = np.maximum(np.minimum(p, 1 - 1e-15), 1e-15)
+        p = np.where(np.fromiter(map(bool, ys), bool, len(ys)), p, 1 - p)
+        n, m = mean.n, mean._mean
+        for x in map(neg, map(log, p.tolist())):  # stats.Mean.update(x), w = 1
+            n += 1.0
+            m += (1.0 / n) * (x - m)
+        mean.n, mean._mean = n, m
+
+    return update
 
 
 class Arm:
@@ -221,9 +242,7 @@ class Arm:
 
         The batch is scored and logged as columns (numpy and C), or step by step for an arm
         with a supervisor, which looks at every step."""
-        import pandas as pd  # only mini-batch runs pay for it
-
-        X = pd.DataFrame(list(map(_first, evs)))
+        X = frame(list(map(_first, evs)))
         ys = list(map(_second, evs))
         t0 = perf_counter_ns()
         preds = getattr(self.model, self._predict_many_name)(X)
@@ -259,20 +278,40 @@ class ProbaClassifierArm(Arm):
         super().__init__(name, model, task, metrics)
         self._updates = [(m.update, not m.requires_labels) for m in self.metrics.values()]
         self._block_updates = [(_updater(m), not m.requires_labels) for m in self.metrics.values()]
+        self._matrix_updates = [_matrix_updater(m) for m in self.metrics.values()]
 
     def _log_block(self, seq, ys, times, probas, predict_ns, learn_ns) -> None:
-        if not all(probas):  # an abstention: River's metrics skip it, so does _record
-            return super()._log_block(seq, ys, times, probas, predict_ns, learn_ns)
-        tops = list(map(_top, map(dict.items, probas)))
-        y_pred = list(map(_first, tops))
-        # -log(p_true), clipped as in _record: max(EPS, p) is EPS for p <= EPS (and for NaN)
-        p_true = map(dict.get, probas, ys, repeat(0.0))
-        loss = list(map(neg, map(log, map(max, repeat(_EPS), p_true))))
-        for update, wants_proba in self._block_updates:
+        # Probabilities of the same classes in the same order (as a model gives them) make a
+        # matrix; anything else (an abstention, a class appearing) is scored row by row.
+        classes = tuple(probas[0]) if probas[0] else ()
+        if classes and all(probas) and all(map(classes.__eq__, map(tuple, probas))):
+            values = np.fromiter(chain.from_iterable(map(dict.values, probas)), np.float64, len(probas) * len(classes))
+            if self._log_matrix(seq, ys, times, classes, values.reshape(len(probas), -1), probas, predict_ns, learn_ns):
+                return
+        super()._log_block(seq, ys, times, probas, predict_ns, learn_ns)
+
+    def _log_matrix(self, seq, ys, times, classes, values, probas, predict_ns, learn_ns) -> bool:
+        """Score a block of probabilities (rows of ``values``, columns ``classes``) in numpy:
+        the argmax (numpy's first largest, as max(proba, key=proba.get)), the probability of
+        the label, the clipped loss. False if a NaN makes the order of comparisons matter."""
+        if np.isnan(values).any():
+            return False
+        rows = np.arange(len(ys))
+        best = values.argmax(axis=1)
+        y_pred = list(map(classes.__getitem__, best.tolist()))
+        where = np.fromiter(map({c: i for i, c in enumerate(classes)}.get, ys, repeat(-1)), np.intp, len(ys))
+        p_true = np.where(where >= 0, values[rows, where], 0.0)
+        # -log(p_true) clipped as in _record, with math.log (numpy's may differ in the last bit)
+        loss = -np.fromiter(map(log, np.where(p_true > _EPS, p_true, _EPS).tolist()), np.float64, len(ys))
+        for (update, wants_proba), matrix_update in zip(self._block_updates, self._matrix_updates, strict=True):
+            if matrix_update is not None:
+                matrix_update(ys, classes, values)
+                continue
+            if wants_proba and probas is None:
+                probas = list(map(dict, map(zip, repeat(classes), values.tolist())))
             update(ys, probas if wants_proba else y_pred)
-        self._columns(
-            seq, ys, times, y_pred, list(map(_second, tops)), list(map(eq, y_pred, ys)), loss, predict_ns, learn_ns
-        )
+        self._columns(seq, ys, times, y_pred, values[rows, best], list(map(eq, y_pred, ys)), loss, predict_ns, learn_ns)
+        return True
 
     def _unanswered(self, proba) -> tuple:
         if not proba:
@@ -284,25 +323,11 @@ class ProbaClassifierArm(Arm):
         # a dict per event, built in C (DataFrame.to_dict costs more than the learning)
         return list(map(dict, map(zip, repeat(list(probas.columns)), probas.to_numpy().tolist())))
 
-    def _log_many(self, seq, ys, times, probas, predict_ns, learn_ns) -> None:
-        """predict_proba_many's frame scored in numpy: its argmax (the first largest, as
-        max(proba, key=proba.get)), the probability of the label, the clipped loss."""
-        values = probas.to_numpy(dtype=np.float64)
-        if values.shape[1] == 0 or np.isnan(values).any():  # abstentions, or NaN's odd order
-            return self._log_block(seq, ys, times, self._many_rows(probas), predict_ns, learn_ns)
-        classes = list(probas.columns)
-        rows = np.arange(len(ys))
-        best = values.argmax(axis=1)
-        y_pred = np.array(classes, dtype=object)[best].tolist()
-        where = np.fromiter(map({c: i for i, c in enumerate(classes)}.get, ys, repeat(-1)), np.intp, len(ys))
-        p_true = np.where(where >= 0, values[rows, where], 0.0).tolist()
-        loss = list(map(neg, map(log, map(max, repeat(_EPS), p_true))))
-        dicts = None
-        for update, wants_proba in self._block_updates:
-            if wants_proba and dicts is None:
-                dicts = list(map(dict, map(zip, repeat(classes), values.tolist())))
-            update(ys, dicts if wants_proba else y_pred)
-        self._columns(seq, ys, times, y_pred, values[rows, best], list(map(eq, y_pred, ys)), loss, predict_ns, learn_ns)
+    def _log_many(self, seq, ys, times, frame, predict_ns, learn_ns) -> None:
+        values = frame.to_numpy(dtype=np.float64)
+        classes = tuple(frame.columns)
+        if not classes or not self._log_matrix(seq, ys, times, classes, values, None, predict_ns, learn_ns):
+            self._log_block(seq, ys, times, self._many_rows(frame), predict_ns, learn_ns)
 
     def _record(self, seq, time, y, proba, predict_ns, learn_ns, version):
         if not proba:  # River's metrics skip an abstention; so do we
