@@ -133,7 +133,8 @@ TABLES = {
 
 def create(con: duckdb.DuckDBPyConnection) -> None:
     """Create the tables a database does not have yet (one query when it has them all)."""
-    have = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    query = "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"  # (the WHERE: cheaper)
+    have = {row[0] for row in con.execute(query).fetchall()}
     for name, columns in TABLES.items():
         if name not in have:
             con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")

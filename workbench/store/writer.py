@@ -21,6 +21,8 @@ from workbench.versioning import Checkpoint
 
 #: DuckDB memory of the writer's connection (it only appends)
 WRITER_MEMORY_LIMIT = "64MB"
+#: the write-ahead log size at which the writer's thread checkpoints it into the file
+CHECKPOINT_THRESHOLD = "1MB"
 
 
 def _text(values: list) -> pa.Array:
@@ -84,19 +86,35 @@ class RunWriter:
         self._dead: list[DeadLetter] = []
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=16)
         self._error: BaseException | None = None
-        self._con = schema.connect(path)
-        # One DuckDB thread: the replay needs the other core more than the insert does.
-        self._con.execute("SET threads = 1")
-        # Written pages are on disk: a small cache keeps the replay's memory flat however long
-        # the stream (by default DuckDB caches them up to 80% of RAM; measured in
-        # benchmarks/kafka_replay_memory.py).
-        self._con.execute(f"SET memory_limit = '{WRITER_MEMORY_LIMIT}'")
-        schema.create(self._con)
+        self._con = None
+        # Connecting (~15 ms: DuckDB builds its catalog) happens on the writer's thread while
+        # the replay starts. A database that another process holds is reported by the replay's
+        # next call here (its first write comes within runner.FLUSH_SECONDS), as
+        # DatabaseLockedError.
         self._thread = threading.Thread(target=self._work, name=f"workbench-writer-{run_id}", daemon=True)
         self._thread.start()
 
     # -- the thread ---------------------------------------------------------------------------
+    def _open(self) -> None:
+        con = schema.connect(self.path)
+        # One DuckDB thread: the replay needs the other core more than the insert does.
+        con.execute("SET threads = 1")
+        # Written pages are on disk: a small cache keeps the replay's memory flat however long
+        # the stream (by default DuckDB caches them up to 80% of RAM; measured in
+        # benchmarks/kafka_replay_memory.py).
+        con.execute(f"SET memory_limit = '{WRITER_MEMORY_LIMIT}'")
+        # Checkpoint the log into the file as it grows, here, rather than all of it at close,
+        # where the replay waits for it.
+        con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+        schema.create(con)
+        self._con = con
+
     def _work(self) -> None:
+        try:
+            self._open()
+        except BaseException as exc:  # nothing more can be written: the thread ends
+            self._error = exc
+            return
         while (job := self._queue.get()) is not None:
             if self._error is None:
                 try:
@@ -241,9 +259,12 @@ class RunWriter:
         """
         try:
             self.write([])
-            self._queue.put(None)
+            if self._thread.is_alive():
+                self._queue.put(None)
             self._thread.join()
             con = self._con
+            if con is None:  # it never connected
+                raise self._error
             stats = {
                 row[0]: row[1:]
                 for row in con.execute(
@@ -278,4 +299,5 @@ class RunWriter:
             if self._error is not None and status != "failed":
                 raise self._error
         finally:
-            self._con.close()
+            if self._con is not None:
+                self._con.close()
