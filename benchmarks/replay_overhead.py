@@ -17,6 +17,8 @@ Each side gets a fresh model; the workbench logs into one DuckDB file per case a
 notebook logging run after run into runs/workbench.duckdb does. The sides take turns in every
 round (the machine is shared and noisy); a ratio is River's time over the workbench's, per round,
 and the median over --rounds is printed (target: >= 0.90 with the file read, >= 0.95 from the list).
+The same ratio of CPU time (every thread of the process: the workbench's writer and DuckDB
+threads count) is printed beside it: on a loaded machine it is steadier than wall time.
 
 The profile splits case 2 into stages, each timed alone in this process (median of the rounds),
 per event: River's model alone (predict_proba_one, argmax, learn_one), the Parquet decode to
@@ -79,10 +81,17 @@ def config(path: Path | None, scaler: bool) -> dict:
     }
 
 
-def timed(fn, *args, **kwargs) -> float:
+def timed(fn, *args) -> float:
     start = time.perf_counter()
-    fn(*args, **kwargs)
+    fn(*args)
     return time.perf_counter() - start
+
+
+def timed_cpu(fn, *args) -> tuple[float, float]:
+    """(wall, CPU of every thread of the process) seconds."""
+    start, cpu = time.perf_counter(), time.process_time()
+    fn(*args)
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def river_side(rows, scaler: bool) -> None:
@@ -121,15 +130,17 @@ def measure(tmp: Path, n: int, rounds: int) -> tuple[dict, dict]:
     for name, (n_features, scaler) in CASES.items():
         path = tmp / f"{n_features}-{scaler}.parquet"
         streams[name] = (path, make_stream(path, n, n_features), scaler)
-        ratios[name] = {"python": [], "file": []}
+        ratios[name] = {"python": [], "file": [], "python cpu": [], "file cpu": []}
     for r in range(rounds):
         for name, (path, rows, scaler) in streams.items():
             key = f"{path.stem}"
-            t_river = timed(river_side, rows, scaler)
-            t_py = timed(workbench_side, config(None, scaler), tmp / f"{key}-py.duckdb", rows)
-            t_file = timed(workbench_side, config(path, scaler), tmp / f"{key}-file.duckdb")
+            t_river, c_river = timed_cpu(river_side, rows, scaler)
+            t_py, c_py = timed_cpu(workbench_side, config(None, scaler), tmp / f"{key}-py.duckdb", rows)
+            t_file, c_file = timed_cpu(workbench_side, config(path, scaler), tmp / f"{key}-file.duckdb")
             ratios[name]["python"].append(t_river / t_py)
             ratios[name]["file"].append(t_river / t_file)
+            ratios[name]["python cpu"].append(c_river / c_py)
+            ratios[name]["file cpu"].append(c_river / c_file)
             print(
                 f"round {r + 1}, {name}: river {n / t_river:,.0f} ev/s, workbench {n / t_py:,.0f} ev/s "
                 f"(list), {n / t_file:,.0f} ev/s (Parquet)",
@@ -159,9 +170,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ratios, st = measure(Path(tmp), n, args.rounds)
     print(f"\n{n:,} events a run; throughput ratio workbench / River (median of {args.rounds} interleaved rounds)")
-    print(f"{'case':28s} {'python source':>14s} {'Parquet file':>14s}")
+    print(f"{'case':28s} {'python source':>14s} {'Parquet file':>14s}   (CPU time: python, file)")
     for name, r in ratios.items():
-        print(f"{name:28s} {statistics.median(r['python']):14.3f} {statistics.median(r['file']):14.3f}")
+        print(
+            f"{name:28s} {statistics.median(r['python']):14.3f} {statistics.median(r['file']):14.3f}"
+            f"   ({statistics.median(r['python cpu']):.3f}, {statistics.median(r['file cpu']):.3f})"
+        )
     print("targets (10 features, scaler + LR): >= 0.95 from the python source, >= 0.90 reading the file")
     us = {k: v / n * 1e6 for k, v in st.items()}
     print("\nprofile, 10 features, scaler + LR, us an event (each stage timed alone, median of the rounds):")
