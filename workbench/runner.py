@@ -35,7 +35,7 @@ _CLOCK_MASK = 255
 BLOCK = 1024
 _EPS = 1e-15
 _MAX_LOSS = -log(_EPS)  # River's metrics clip probabilities at 1e-15 too
-_first, _second = itemgetter(0), itemgetter(1)
+_first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)  # an Event's x, y, time
 
 
 def _drain(iterator) -> None:
@@ -89,7 +89,8 @@ def _matrix_updater(metric: metrics.base.Metric) -> Callable[[list, tuple, np.nd
 class Arm:
     """One learner in the loop: predicts, scores the stored prediction, learns, buffers steps.
 
-    Subclasses say how a prediction is scored (``_record``); each appends one tuple per step.
+    Subclasses say how a prediction is scored: ``_record`` appends one tuple per step,
+    ``_log_block`` a block of steps as columns (numpy and C, the same values).
     """
 
     def __init__(self, name: str, model: base.Estimator, task: str, metrics: list[str]):
@@ -140,13 +141,13 @@ class Arm:
     def by_block(self) -> bool:
         return self.blockwise and self.supervisor is None
 
-    def step_block(self, seq: int, evs: list[Event]) -> int:
+    def step_block(self, seq: int, evs: list[Event]) -> None:
         """``step`` each event of a block, then score and log them all at once: the same
         predictions, learning and steps, with the per-event work done in C or numpy.
 
-        Each predict time runs from the previous clock reading to the end of the predict,
-        each learn time from there to the end of the learn. Returns the events done (all of
-        them, unless interrupted: the steps done so far are still logged)."""
+        Two clock readings an event instead of three: each predict time runs from the previous
+        reading to the end of the predict, each learn time from there to the end of the learn.
+        If interrupted, the events both predicted and learned so far are still logged."""
         predict, learn, clock = self._predict, self._learn, perf_counter_ns
         preds: list = []
         ticks = [clock()]
@@ -164,9 +165,9 @@ class Arm:
                 del preds[n:]
                 spans = np.diff(np.array(ticks[: 2 * n + 1], dtype=np.int64))
                 block = evs if n == len(evs) else evs[:n]
-                self._log_block(seq, [ev[1] for ev in block], [ev[2] for ev in block], preds, spans[0::2], spans[1::2])
+                ys, times = list(map(_second, block)), list(map(_third, block))
+                self._log_block(seq, ys, times, preds, spans[0::2], spans[1::2])
             self.reached = seq + n
-        return n
 
     #: events this arm has stepped through in blocks (where an interrupted block stopped)
     reached = 0
@@ -252,7 +253,7 @@ class Arm:
         n = len(evs)
         predict_ns = np.full(n, (t1 - t0) // n, dtype=np.int64)
         learn_ns = np.full(n, (t2 - t1) // n, dtype=np.int64)
-        times = [ev[2] for ev in evs]
+        times = list(map(_third, evs))
         if self.by_block:
             self._log_many(seq, ys, times, preds, predict_ns, learn_ns)
         else:
@@ -533,6 +534,8 @@ class Runner:
                 for arm in arms:
                     if arm.batched:
                         arm.step_many(n, evs)
+                    elif arm.by_block:
+                        arm.step_block(n, evs)
                     else:
                         for i, ev in enumerate(evs):
                             arm.step(n + i, ev)
