@@ -53,10 +53,34 @@ def print_run(run) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     import workbench
 
-    run = workbench.run(args.config, db=args.db, overrides=args.set, progress=not args.no_progress)
+    try:
+        run = workbench.run(args.config, db=args.db, overrides=args.set, progress=not args.no_progress)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        failed = _failed_run(args.db, reason)
+        if failed is None:  # refused before it started (a config error): main() says why
+            raise
+        print(f"run {failed} failed: {reason}", file=sys.stderr)
+        print(
+            f"  the steps logged before it failed are in {args.db}; `workbench runs --db {args.db}` "
+            "lists it with its error",
+            file=sys.stderr,
+        )
+        return 1
     print_run(run)
     print(f"\nsteps logged to {run.store.path}; run id {run.id}")
     return EXIT_INTERRUPTED if run.status == "interrupted" else 0
+
+
+def _failed_run(db: str, reason: str) -> str | None:
+    """The newest run of ``db`` that failed with ``reason`` (the one this command started)."""
+    import workbench
+
+    if not Path(db).exists():
+        return None
+    runs = workbench.connect(db).runs()
+    failed = runs[(runs.status == "failed") & (runs.error == reason)]
+    return None if failed.empty else str(failed.run_id.iloc[-1])
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -67,6 +91,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"no runs in {args.db}")
         return 0
     cols = ["run_id", "name", "status", "task", "n_events", "n_dead_letters", "elapsed_s", "created_at"]
+    if df.error.notna().any():
+        cols.append("error")
     print(df[cols].to_string(index=False))
     return 0
 
