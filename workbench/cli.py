@@ -157,6 +157,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 def cmd_ab(args: argparse.Namespace) -> int:
     import workbench
+    from workbench.evaluation.ab import pvalue_text
 
     store = workbench.connect(args.db)
     row = store.ab(args.run_id, args.a, args.b, args.metric, args.window).iloc[0]
@@ -165,7 +166,8 @@ def cmd_ab(args: argparse.Namespace) -> int:
     )
     print(row.verdict)
     if row.mcnemar_pvalue == row.mcnemar_pvalue:  # not NaN: a classifier
-        print(f"McNemar: statistic {row.mcnemar_statistic:.2f}, p = {row.mcnemar_pvalue:.3g}")
+        p = pvalue_text(row.mcnemar_pvalue)
+        print(f"McNemar: statistic {row.mcnemar_statistic:,.2f}, p {'' if p.startswith('<') else '= '}{p}")
     return 0
 
 
