@@ -37,6 +37,15 @@ PLOTS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(el => ({
     note: [...el.querySelectorAll('.annotation-text')].map(a => a.textContent).join(' '),
 }))"""
 
+# Where each table's lowest text ends, and where its figure's drawing area does.
+TABLES = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(el => el.querySelector('.table'))
+    .map(el => ({
+        title: (el.querySelector('.gtitle') || {}).textContent || '',
+        text_bottom: Math.max(...[...el.querySelectorAll('.table .cell-text')]
+            .map(t => t.getBoundingClientRect().bottom)),
+        plot_bottom: el.querySelector('.main-svg').getBoundingClientRect().bottom,
+    }))"""
+
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
@@ -65,6 +74,9 @@ def test_report_renders_every_panel_offline(db, tmp_path):
             "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 7", timeout=60_000
         )
         check_panels(page.evaluate(PLOTS), feature_drift=False)
+        # Tables (A/B verdicts, data quality) end above their figure's bottom margin: not clipped.
+        for table in page.evaluate(TABLES):
+            assert table["text_bottom"] <= table["plot_bottom"] - 30, table
         # Hiding a learner from the legend redraws the plot without it.
         rolling = page.locator('[data-panel="rolling"] .js-plotly-plot')
         before = rolling.locator(".scatterlayer .trace path.js-line").count()
