@@ -216,3 +216,23 @@ def test_dashboard_in_jupyterlab_draws_every_panel_on_the_first_run(tmp_path):
         assert page.errors == []
         assert page.console_errors == []
         assert page.outside == [], f"requests left the machine: {page.outside}"
+
+
+def test_the_services_docs_render_offline(tmp_path):
+    """/docs (Swagger UI) draws the API from files the service serves itself."""
+    require_browser()
+    from serving import Server, config
+
+    db = tmp_path / "runs.duckdb"
+    run = wb.run(config(200), db=db, progress=False)
+    server = Server(wb.export(run.id, "lr", tmp_path / "bundle", db=db), "--state-dir", str(tmp_path / "state"))
+    try:
+        with guarded_page() as page:
+            page.goto(server.url + "/docs")
+            page.wait_for_selector(".swagger-ui .opblock-summary-path", timeout=30_000)
+            paths = {p.text_content() for p in page.locator(".opblock-summary-path").all()}
+            assert {"/predict", "/learn", "/rollback", "/health"} <= {p.strip().replace("\u200b", "") for p in paths}
+            assert page.errors == [] and page.console_errors == []
+            assert page.outside == [], f"the docs fetched from outside the machine: {page.outside}"
+    finally:
+        server.stop()
