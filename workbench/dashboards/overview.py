@@ -25,7 +25,7 @@ DELAYS_NOTE = (
 
 def _spec(spec: dict[str, Any]) -> str:
     params = ", ".join(f"{k}={v}" for k, v in (spec.get("params") or {}).items())
-    return f"{spec['model']}({params})"
+    return f"{spec.get('model', '?')}({params})"
 
 
 def _prep(prep: Any) -> str:
@@ -54,14 +54,14 @@ def config_rows(config: dict[str, Any]) -> list[tuple[str, str]]:
         timing.append(f"mini-batches of {replay['batch_size']:,}")
     rows = [("source", where), ("replay", "; ".join(timing))]
     for lc in config.get("learners") or []:
-        rows.append((f"learner {lc['name']}", _spec(lc) + _prep(lc.get("preprocessing"))))
+        rows.append((f"learner {lc.get('name')}", _spec(lc) + _prep(lc.get("preprocessing"))))
     for bc in config.get("baselines") or []:
         refit = ""
         if bc.get("refit_every"):
             window = f"{bc['window']:,}" if bc.get("window") else "all"
             refit = f", refit every {bc['refit_every']:,} on the last {window}"
         rows.append(
-            (f"baseline {bc['name']}", f"{_spec(bc)}{_prep(bc.get('preprocessing'))}, "
+            (f"baseline {bc.get('name')}", f"{_spec(bc)}{_prep(bc.get('preprocessing'))}, "
              f"fit on the first {bc.get('fit_on_first', 1000):,} labels{refit}")
         )
     for d in config.get("drift") or []:
