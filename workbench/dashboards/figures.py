@@ -202,9 +202,8 @@ def version_timeline(versions: pd.DataFrame, palette: dict[str, str] | None = No
     """Which model version served which part of the stream: columns learner, version,
     first_seq, last_seq, n (steps predicted by that version)."""
     title = (
-        "Model versions: which version made the predictions on which events<br><sup>v0 is the model as "
-        "built; each checkpoint, reset, background swap, rollback or baseline refit starts the next "
-        "version (checkpoints are what export and rollback pick from)</sup>"
+        "Model versions: which version made the predictions on which events<br><sup>v0 is the model "
+        "as built; each checkpoint, reset, swap, rollback or refit starts the next version</sup>"
     )
     if versions.empty:
         return message(title, "no steps logged yet")
