@@ -93,7 +93,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     cols = ["run_id", "name", "status", "task", "n_events", "n_dead_letters", "elapsed_s", "created_at"]
     if df.error.notna().any():
         cols.append("error")
-    print(df[cols].to_string(index=False))
+    df = df[cols].copy()
+    for col in ("n_events", "n_dead_letters"):
+        df[col] = df[col].map(lambda v: "-" if pd.isna(v) else f"{int(v):,}")
+    df["elapsed_s"] = df.elapsed_s.map(lambda v: "-" if pd.isna(v) else f"{v:,.1f}")
+    df["created_at"] = df.created_at.map(lambda t: t.strftime("%Y-%m-%d %H:%M:%S"))
+    print(df.to_string(index=False))
     return 0
 
 
@@ -133,6 +138,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_drift(args: argparse.Namespace) -> int:
     import workbench
+    from workbench.drift.scoring import DELAYS_NOTE
 
     store = workbench.connect(args.db)
     run_id = args.run_id
@@ -152,6 +158,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         return 0
     print(f"drift detectors of run {run_id} scored against its {int(scores.true_drifts.iloc[0])} true drifts")
     print(scores.drop(columns="delays").to_string(index=False))
+    print(DELAYS_NOTE)
     return 0
 
 

@@ -12,15 +12,12 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.drift.scoring import DELAYS_NOTE
 from workbench.store import Store
 
 #: dead-letter reasons listed per run
 TOP_REASONS = 5
 
-DELAYS_NOTE = (
-    "Delay: events from a drift's centre to the detector's first alarm after it. A negative delay "
-    "is an alarm inside a gradual drift, before its centre: caught early, not a false alarm."
-)
 
 
 def _spec(spec: dict[str, Any]) -> str:
