@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from workbench.events import DeadLetter, StepBatch, TrueDrift
-from workbench.store import schema
+from workbench.store import schema, snapshot
 from workbench.versioning import Checkpoint
 
 #: DuckDB memory of the writer's connection (it only appends)
@@ -87,6 +87,7 @@ class RunWriter:
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=16)
         self._error: BaseException | None = None
         self._con = None
+        self._publisher: snapshot.Publisher | None = None
         # Connecting (~15 ms: DuckDB builds its catalog) happens on the writer's thread while
         # the replay starts. A database that another process holds is reported by the replay's
         # next call here (its first write comes within runner.FLUSH_SECONDS), as
@@ -107,6 +108,7 @@ class RunWriter:
         # where the replay waits for it.
         con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         schema.create(con)
+        self._publisher = snapshot.Publisher(con, self.path)
         self._con = con
 
     def _work(self) -> None:
@@ -115,10 +117,17 @@ class RunWriter:
         except BaseException as exc:  # nothing more can be written: the thread ends
             self._error = exc
             return
-        while (job := self._queue.get()) is not None:
+        while True:
+            try:
+                job = self._queue.get(timeout=snapshot.EVERY / 4)
+            except queue.Empty:  # idle: a reader may be waiting for a snapshot
+                job = self._publisher.maybe
+            if job is None:
+                return
             if self._error is None:
                 try:
                     job()
+                    self._publisher.maybe()  # readers in other processes (store/snapshot.py)
                 except BaseException as exc:  # handed to the replay thread at its next call
                     self._error = exc
 
@@ -301,3 +310,4 @@ class RunWriter:
         finally:
             if self._con is not None:
                 self._con.close()
+                self._publisher.close()
