@@ -94,7 +94,7 @@ class StepBatch:
     rollbacks: list[tuple] = field(default_factory=list)
     refits: list[tuple] = field(default_factory=list)
     checkpoints: list = field(default_factory=list)
-    _block_rows: int = 0
+    _block_rows: int = field(default=0, repr=False)  # steps in blocks
 
     def __len__(self) -> int:
         return self._block_rows + len(self.rows)

@@ -21,8 +21,6 @@ from workbench.versioning import Checkpoint
 
 #: DuckDB memory of the writer's connection (it only appends)
 WRITER_MEMORY_LIMIT = "64MB"
-#: the write-ahead log size at which the writer's thread checkpoints it into the file
-CHECKPOINT_THRESHOLD = "1MB"
 
 
 def _text(values: list) -> pa.Array:
@@ -104,9 +102,6 @@ class RunWriter:
         # the stream (by default DuckDB caches them up to 80% of RAM; measured in
         # benchmarks/kafka_replay_memory.py).
         con.execute(f"SET memory_limit = '{WRITER_MEMORY_LIMIT}'")
-        # Checkpoint the log into the file as it grows, here, rather than all of it at close,
-        # where the replay waits for it.
-        con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         schema.create(con)
         self._publisher = snapshot.Publisher(con, self.path)
         self._con = con
