@@ -21,6 +21,8 @@ from workbench.versioning import Checkpoint
 
 #: DuckDB memory of the writer's connection (it only appends)
 WRITER_MEMORY_LIMIT = "64MB"
+#: the write-ahead log size at which DuckDB checkpoints it into the file (its default: 16MB)
+CHECKPOINT_THRESHOLD = "4MB"
 
 
 def _text(values: list) -> pa.Array:
@@ -102,6 +104,9 @@ class RunWriter:
         # the stream (by default DuckDB caches them up to 80% of RAM; measured in
         # benchmarks/kafka_replay_memory.py).
         con.execute(f"SET memory_limit = '{WRITER_MEMORY_LIMIT}'")
+        # Checkpoint the log into the file as it grows, on this thread, rather than most of it
+        # at close, where the replay waits: 100k steps close in ~1/2 the time, for the same CPU.
+        con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         schema.create(con)
         self._publisher = snapshot.Publisher(con, self.path)
         self._con = con
