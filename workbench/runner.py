@@ -147,7 +147,9 @@ class Arm:
 
         Two clock readings an event instead of three: each predict time runs from the previous
         reading to the end of the predict, each learn time from there to the end of the learn.
-        If interrupted, the events both predicted and learned so far are still logged."""
+        If interrupted, the events both predicted and learned so far are still logged. A
+        prediction is read after the block is learned: models answer with a new dict each time
+        (River's all do), not one they keep updating."""
         predict, learn, clock = self._predict, self._learn, perf_counter_ns
         preds: list = []
         ticks = [clock()]
