@@ -26,7 +26,7 @@ import pyarrow.json as pjson
 from workbench.config import SourceConfig
 from workbench.errors import SourceError
 from workbench.events import DeadLetter, Event, identity, make_event, non_finite, non_finite_reason
-from workbench.sources.base import DeadLetterSink
+from workbench.sources.base import DeadLetterSink, has_non_finite
 from workbench.sources.offsets import SeenOffsets
 
 #: blocks smaller than this are decoded one message at a time
@@ -329,7 +329,7 @@ class Decoder:
         columns = {name: table.column(name) for name in names}
         kinds = {}
         for name, col in columns.items():
-            if _has_non_finite(col):
+            if has_non_finite(col):
                 raise _Fallback
             if name in self.reserved:
                 continue
@@ -455,13 +455,6 @@ class Decoder:
         if typed is not None:
             self.ids.update(zip(typed, ys or itertools.repeat(None), strict=False))
         return True
-
-
-def _has_non_finite(col: pa.ChunkedArray) -> bool:
-    """NaN or ±Infinity in a float column (pyarrow reads them; JSON has no such numbers)."""
-    if not pa.types.is_floating(col.type):
-        return False
-    return (pc.sum(pc.is_finite(col)).as_py() or 0) != len(col) - col.null_count
 
 
 def joined_payloads(payloads: pa.Array) -> pa.Buffer:
