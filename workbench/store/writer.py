@@ -127,12 +127,9 @@ class RunWriter:
             self._submit(lambda: self._con.executemany("INSERT INTO true_drifts VALUES (?, ?, ?)", rows))
 
     def feature_schema(self, fields: list[dict[str, Any]]) -> None:
-        rows = [
-            (self.run_id, i, f["role"], f["name"], f["type"], f["nullable"], f["name_type"])
-            for i, f in enumerate(fields)
-        ]
-        if rows:
-            self._submit(lambda: self._con.executemany("INSERT INTO feature_schema VALUES (?, ?, ?, ?, ?, ?, ?)", rows))
+        rows = [(i, f["role"], f["name"], f["type"], f["nullable"], f["name_type"]) for i, f in enumerate(fields)]
+        if rows:  # through Arrow: a record may hold millions of fields
+            self._submit(lambda: self._insert_rows("feature_schema", None, rows))
 
     def checkpoint(self, cp: Checkpoint) -> None:
         row = [
