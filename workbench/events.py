@@ -54,10 +54,11 @@ def non_finite_reason(name: str, value: float) -> str:
     return f"feature {name!r} is {value!r}: numbers must be finite (NaN and Infinity are refused)"
 
 
-def identity(key: Any) -> tuple:
+def identity(key: Any) -> Any:
     """What tells two event ids apart: the value *and* its JSON type, so that ``0`` and ``0.0``,
-    or ``1`` and ``true``, are different ids (Python alone holds them equal)."""
-    return (key.__class__, key)
+    or ``1`` and ``true``, are different ids (Python alone holds them equal). A string is its
+    own identity (no other type equals a string; most ids are strings, and this is cheaper)."""
+    return key if key.__class__ is str else (key.__class__, key)
 
 
 @dataclass(frozen=True)

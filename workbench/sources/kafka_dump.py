@@ -195,7 +195,7 @@ def _deep(line: bytes) -> bool:
 def _around_deep(read, numbers: Sequence[int], lines: list[bytes]) -> Iterator[Event]:
     """``read`` over the lines, with lines that may nest deep read alone (the slow path refuses
     them at once; in a block, pyarrow would parse them for minutes)."""
-    if max(map(len, lines)) <= LONG_LINE or not any(map(_deep, lines)):
+    if not any(map(_deep, lines)):
         yield from read(numbers, lines)
         return
     start = 0
@@ -226,8 +226,10 @@ class DumpReader:
         }[self.fmt]
         try:
             for numbers, lines in _lines(self.path):
-                if lines:
+                if lines and max(map(len, lines)) > LONG_LINE:
                     yield from _around_deep(read, numbers, lines)
+                elif lines:
+                    yield from read(numbers, lines)
         except Damaged as exc:
             self.decoder.dead(
                 self.origin(exc.line),

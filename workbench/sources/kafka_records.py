@@ -150,7 +150,7 @@ class Decoder:
         self._dead_letter = dead_letter
         self.kinds: dict[str, str] = {}
         self.offsets: dict[tuple[str, int], SeenOffsets] = {}
-        self.ids: dict[tuple, Any] = {}  # identity(id) -> the target it came with
+        self.ids: dict[Any, Any] = {}  # identity(id) -> the target it came with
         self.n_duplicates = 0
         self.reserved = {f for f in (self.target, self.id, None if self.time == "kafka" else self.time) if f}
 
@@ -428,8 +428,9 @@ class Decoder:
         offsets increasing and none of them seen, ids all new. Records what was seen if so."""
         typed = None
         if keys is not None:
-            typed = list(zip(map(type, keys), keys, strict=True))
-            if len(set(typed)) != len(keys) or not self.ids.keys().isdisjoint(typed):
+            typed = keys if keys and keys[0].__class__ is str else list(map(identity, keys))
+            new = set(typed)
+            if len(new) != len(keys) or not self.ids.keys().isdisjoint(new):
                 return False
         topic = topics[0] if topics else None
         if topics and (topics.count(topic) != len(topics) or None in offsets):
