@@ -6,10 +6,11 @@ overlap with the replay instead of stalling it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,8 +20,8 @@ from workbench.events import DeadLetter, StepBatch, TrueDrift
 from workbench.store import schema, snapshot
 from workbench.versioning import Checkpoint
 
-#: DuckDB memory of the writer's connection (it only appends)
-WRITER_MEMORY_LIMIT = "64MB"
+#: DuckDB memory of the writer's connection (it only appends), in MB
+WRITER_MEMORY_MB = 64
 
 
 def _text(values: list) -> pa.Array:
@@ -90,7 +91,7 @@ class RunWriter:
         # Written pages are on disk: a small cache keeps the replay's memory flat however long
         # the stream (by default DuckDB caches them up to 80% of RAM; measured in
         # benchmarks/kafka_replay_memory.py).
-        self._con.execute(f"SET memory_limit = '{WRITER_MEMORY_LIMIT}'")
+        self._con.execute(f"SET memory_limit = '{WRITER_MEMORY_MB}MB'")
         schema.create(self._con)
         self._publisher = snapshot.Publisher(self._con, path)
         self._thread = threading.Thread(target=self._work, name=f"workbench-writer-{run_id}", daemon=True)
@@ -134,12 +135,9 @@ class RunWriter:
             self._submit(lambda: self._con.executemany("INSERT INTO true_drifts VALUES (?, ?, ?)", rows))
 
     def feature_schema(self, fields: list[dict[str, Any]]) -> None:
-        rows = [
-            (self.run_id, i, f["role"], f["name"], f["type"], f["nullable"], f["name_type"])
-            for i, f in enumerate(fields)
-        ]
-        if rows:
-            self._submit(lambda: self._con.executemany("INSERT INTO feature_schema VALUES (?, ?, ?, ?, ?, ?, ?)", rows))
+        rows = [(i, f["role"], f["name"], f["type"], f["nullable"], f["name_type"]) for i, f in enumerate(fields)]
+        if rows:  # through Arrow: a record may hold millions of fields
+            self._submit(lambda: self._insert_rows("feature_schema", None, rows))
 
     def checkpoint(self, cp: Checkpoint) -> None:
         row = [
@@ -153,7 +151,7 @@ class RunWriter:
             cp.sha256,
             cp.state,
         ]
-        self._submit(lambda: self._con.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row))
+        self._submit(lambda: self._insert_checkpoint(row))
 
     def dead_letter(self, record: DeadLetter) -> None:
         self._dead.append(record)
@@ -191,6 +189,24 @@ class RunWriter:
         ):
             if rows:
                 self._submit(lambda t=table, r=rows, lr=batch.learner: self._insert_rows(t, lr, r))
+
+    @contextlib.contextmanager
+    def _room(self, nbytes: int) -> Iterator[None]:
+        """Room for an insert of ``nbytes`` of values: a dead letter's raw bytes or a checkpoint's
+        state are kept whole, however large (a 50 MB record is no reason to lose it, nor the
+        run); the cache shrinks back to its flat size after."""
+        if nbytes < (WRITER_MEMORY_MB << 20) // 8:
+            yield
+            return
+        self._con.execute(f"SET memory_limit = '{WRITER_MEMORY_MB + 4 * (nbytes >> 20) + 1}MB'")
+        try:
+            yield
+        finally:
+            self._con.execute(f"SET memory_limit = '{WRITER_MEMORY_MB}MB'")
+
+    def _insert_checkpoint(self, row: list) -> None:
+        with self._room(len(row[-1] or b"")):
+            self._con.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
 
     def _insert_rows(self, table: str, learner: str | None, rows: list[tuple]) -> None:
         """Append rows (columns in the table's order after run_id and learner; without learner
@@ -235,7 +251,8 @@ class RunWriter:
                 "raw": pa.array([d.raw for d in dead], pa.binary()),
             }
         )
-        self._con.execute("INSERT INTO dead_letters SELECT * FROM arrow_dead")
+        with self._room(sum(len(d.raw or b"") for d in dead)):
+            self._con.execute("INSERT INTO dead_letters SELECT * FROM arrow_dead")
 
     def finish(
         self,
