@@ -23,9 +23,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from workbench.config import ModelSpec
 from workbench.export.bundle import Bundle, BundleError, load
-from workbench.learners.registry import resolve
-from workbench.learners.river import gives_proba
+from workbench.learners.registry import DRIFT_DETECTOR
+from workbench.learners.river import gives_proba, instantiate
 
 _MISSING = object()
 _COUNTER_WIDTH = 20
@@ -164,7 +165,9 @@ class Service:
         if not self.detector_name:
             return None
         params = (self.bundle.settings.get("drift") or {}).get("params") or {}
-        return resolve(self.detector_name, "drift.detector")(**params)
+        # the same allow-list as a config: settings.yaml names a River detector class, or nothing runs
+        spec = ModelSpec(self.detector_name, params)
+        return instantiate(spec, "settings.yaml: drift", DRIFT_DETECTOR, "settings.yaml: drift.detector")
 
     def _resume(self) -> None:
         """Restore the newest intact checkpoint; count updates applied after it as lost."""

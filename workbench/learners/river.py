@@ -9,16 +9,16 @@ from river import base, compose
 
 from workbench.config import LearnerConfig, ModelSpec
 from workbench.errors import ConfigError
-from workbench.learners.registry import resolve
+from workbench.learners.registry import COMPONENT, RIVER_ESTIMATOR, RIVER_TRANSFORMER, Kind, resolve
 
 
-def instantiate(spec: ModelSpec, key: str) -> Any:
-    """Build ``spec.model(**spec.params)``; nested specs in params are built first."""
-    cls = resolve(spec.model, f"{key}.model")
-    if not callable(cls):
-        raise ConfigError(key, f"'{spec.model}' is not a class or function")
+def instantiate(spec: ModelSpec, key: str, kind: Kind, name_key: str | None = None) -> Any:
+    """Build ``spec.model(**spec.params)``, the class checked to be ``kind`` before it is
+    called; nested specs in params (optimizers, losses, inner models) are built first.
+    Errors name ``{key}.model`` (or ``name_key``) and ``{key}.params``."""
+    cls = resolve(spec.model, name_key or f"{key}.model", kind)
     params = {
-        name: instantiate(value, f"{key}.params.{name}") if isinstance(value, ModelSpec) else value
+        name: instantiate(value, f"{key}.params.{name}", COMPONENT) if isinstance(value, ModelSpec) else value
         for name, value in spec.params.items()
     }
     try:
@@ -41,13 +41,10 @@ def instantiate(spec: ModelSpec, key: str) -> Any:
 
 def build(config: LearnerConfig, task: str, key: str) -> base.Estimator:
     """The learner's River pipeline, checked against the stream's task."""
-    steps = [instantiate(p, f"{key}.preprocessing[{i}]") for i, p in enumerate(config.preprocessing)]
-    model = instantiate(ModelSpec(config.model, config.params), key)
-    for i, step in enumerate(steps):
-        if not isinstance(step, base.Transformer):
-            raise ConfigError(
-                f"{key}.preprocessing[{i}]", f"{config.preprocessing[i].model} is not a River transformer"
-            )
+    steps = [
+        instantiate(p, f"{key}.preprocessing[{i}]", RIVER_TRANSFORMER) for i, p in enumerate(config.preprocessing)
+    ]
+    model = instantiate(ModelSpec(config.model, config.params), key, RIVER_ESTIMATOR)
     pipeline = compose.Pipeline(*steps, model) if steps else model
     check_task(pipeline, config.model, task, f"{key}.model")
     return pipeline
