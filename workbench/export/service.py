@@ -133,8 +133,10 @@ class Service:
         bundle: str | Path | Bundle,
         state_dir: str | Path | None = None,
         checkpoint_every: int = 1000,
+        trust_unsigned: bool = False,
     ):
-        self.bundle = bundle if isinstance(bundle, Bundle) else load(bundle)
+        self.trust_unsigned = trust_unsigned
+        self.bundle = bundle if isinstance(bundle, Bundle) else load(bundle, trust_unsigned)
         self.state_dir = Path(state_dir) if state_dir else self.bundle.path / "state"
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_every = checkpoint_every
@@ -405,7 +407,7 @@ class Service:
         """The model and detector of a version (the bundle's comes with a fresh detector)."""
         if meta["reason"] == "bundle":
             # loaded and verified again: the bundle may have changed on disk since the start
-            return load(self.bundle.path).model, self._new_detector()
+            return load(self.bundle.path, self.trust_unsigned).model, self._new_detector()
         state = (self.state_dir / f"v{meta['version']:06d}.pkl").read_bytes()
         if hashlib.sha256(state).hexdigest() != meta["sha256"]:
             raise BundleError(
