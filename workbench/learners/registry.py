@@ -98,7 +98,7 @@ def _inside(module_name: str | None, packages: frozenset[str]) -> bool:
     return bool(module_name) and module_name.split(".")[0] in packages
 
 
-def resolve(name: str, key: str, kind: Kind) -> type:
+def resolve(name: str, key: str, kind: Kind = COMPONENT) -> type:
     """The class a dotted ``name`` points to, checked to be ``kind``; or a ConfigError naming
     ``key`` (and nothing of what the name points to has run)."""
     if not isinstance(name, str) or not name.strip():

@@ -12,7 +12,7 @@ from workbench.errors import ConfigError
 from workbench.learners.registry import COMPONENT, RIVER_ESTIMATOR, RIVER_TRANSFORMER, Kind, resolve
 
 
-def instantiate(spec: ModelSpec, key: str, kind: Kind, name_key: str | None = None) -> Any:
+def instantiate(spec: ModelSpec, key: str, kind: Kind = COMPONENT, name_key: str | None = None) -> Any:
     """Build ``spec.model(**spec.params)``, the class checked to be ``kind`` before it is
     called; nested specs in params (optimizers, losses, inner models) are built first.
     Errors name ``{key}.model`` (or ``name_key``) and ``{key}.params``."""
