@@ -23,11 +23,54 @@ from workbench.versioning import Checkpoint
 WRITER_MEMORY_LIMIT = "64MB"
 
 
-def _text(values: list) -> pa.Array:
+_MIXED = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError)
+
+
+class Labels:
+    """Labels and predictions as text in one vocabulary, the stream's own.
+
+    River's binary classifiers answer True/False whatever the labels were (0/1 for most
+    streams): such predictions are written as the labels are ('1'/'0'), so ``y_true = y_pred``
+    holds in SQL. The label type is learnt from the first labels written and kept for steps
+    whose label never came.
+    """
+
+    #: what a stream's label type is called in feature_schema
+    KINDS = {"bool": "boolean", "int": "number", "float": "number", "double": "number", "string": "string"}
+
+    def __init__(self) -> None:
+        self.type: pa.DataType | None = None
+
+    @property
+    def kind(self) -> str | None:
+        """boolean, number or string (None until a label was seen, or for mixed types)."""
+        if self.type is None:
+            return None
+        name = "int" if pa.types.is_integer(self.type) else str(self.type)
+        return self.KINDS.get(name)
+
+    def text(self, y_true: list, y_pred: list) -> tuple[pa.Array, pa.Array]:
+        true, pred = _typed(y_true), _typed(y_pred)
+        if self.type is None and true is not None and not pa.types.is_null(true.type):
+            self.type = true.type
+        numeric = self.type is not None and (pa.types.is_integer(self.type) or pa.types.is_floating(self.type))
+        if numeric and pred is not None and pa.types.is_boolean(pred.type):
+            pred = pred.cast(pa.int64())
+        return _text(true, y_true), _text(pred, y_pred)
+
+
+def _typed(values: list) -> pa.Array | None:
+    try:
+        return pa.array(values)
+    except _MIXED:
+        return None
+
+
+def _text(typed: pa.Array | None, values: list) -> pa.Array:
     """Labels as text: one Arrow cast when the labels share a type, else str() each."""
     try:
-        return pa.array(values).cast(pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+        return typed.cast(pa.string())
+    except (*_MIXED, AttributeError):
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
@@ -40,18 +83,19 @@ def _times(values: list) -> pa.Array:
     return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
-def steps_table(batch: StepBatch) -> pa.Table:
+def steps_table(batch: StepBatch, labels: Labels | None = None) -> pa.Table:
     """The batch as Arrow columns (run_id and learner are added by the INSERT)."""
     cols = batch.columns()
     times = cols["event_time"]
+    y_true, y_pred = (labels or Labels()).text(cols["y_true"], cols["y_pred"])
     return pa.table(
         {
             "seq": pa.array(cols["seq"], pa.int64()),
             "event_time": _times(times)
             if any(t is not None for t in times)
             else pa.nulls(len(times), pa.timestamp("us", tz="UTC")),
-            "y_true": _text(cols["y_true"]),
-            "y_pred": _text(cols["y_pred"]),
+            "y_true": y_true,
+            "y_pred": y_pred,
             "y_proba": pa.array(cols["y_proba"], pa.float64()),
             "correct": pa.array(cols["correct"], pa.bool_()),
             "loss": pa.array(cols["loss"], pa.float64()),
@@ -81,6 +125,7 @@ class RunWriter:
         self.run_id = run_id
         self.n_steps = 0
         self.n_dead_letters = 0
+        self.labels = Labels()
         self._dead: list[DeadLetter] = []
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=16)
         self._error: BaseException | None = None
@@ -215,7 +260,7 @@ class RunWriter:
             self._submit(lambda: self._insert_rows("drift_events", "", alarms))
 
     def _insert_steps(self, batch: StepBatch) -> None:
-        arrow_steps = steps_table(batch)  # noqa: F841 — read by DuckDB's replacement scan
+        arrow_steps = steps_table(batch, self.labels)  # noqa: F841 — read by DuckDB's replacement scan
         self._con.execute(_INSERT_STEPS, {"run_id": self.run_id, "learner": batch.learner})
 
     def _insert_dead(self, dead: list[DeadLetter]) -> None:
@@ -271,6 +316,11 @@ class RunWriter:
                         predict_us,
                         learn_us,
                     ],
+                )
+            if self.labels.kind is not None:  # labels joined from another stream were not in the schema's sample
+                con.execute(
+                    "UPDATE feature_schema SET type = ? WHERE run_id = ? AND role = 'target' AND type = 'null'",
+                    [self.labels.kind, self.run_id],
                 )
             assignments = ", ".join(f"{k} = ?" for k in counts)
             con.execute(
