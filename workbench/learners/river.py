@@ -7,8 +7,9 @@ from typing import Any
 
 from river import base, compose
 
-from workbench.config import LearnerConfig, ModelSpec
+from workbench.config import AUTO, LearnerConfig, ModelSpec
 from workbench.errors import ConfigError
+from workbench.learners import preprocessing
 from workbench.learners.registry import COMPONENT, RIVER_ESTIMATOR, RIVER_TRANSFORMER, Kind, resolve
 
 
@@ -39,12 +40,24 @@ def instantiate(spec: ModelSpec, key: str, kind: Kind = COMPONENT, name_key: str
         raise ConfigError(f"{key}.params", f"{spec.model}(**{params}) failed: {exc}") from None
 
 
-def build(config: LearnerConfig, task: str, key: str) -> base.Estimator:
-    """The learner's River pipeline, checked against the stream's task."""
-    steps = [
-        instantiate(p, f"{key}.preprocessing[{i}]", RIVER_TRANSFORMER) for i, p in enumerate(config.preprocessing)
-    ]
+def build(config: LearnerConfig, task: str, key: str, fields: list[dict[str, Any]] | None = None) -> base.Estimator:
+    """The learner's River pipeline, checked against the stream's task and (when known) the
+    feature schema ``fields`` of its first events, which ``preprocessing: auto`` is made from."""
     model = instantiate(ModelSpec(config.model, config.params), key, RIVER_ESTIMATOR)
+    if config.preprocessing == AUTO:
+        if fields is None:
+            raise ConfigError(
+                f"{key}.preprocessing",
+                "auto is made from the stream's first events, which are not known before a live "
+                "topic's run: list the steps, e.g. [river.preprocessing.StandardScaler]",
+            )
+        steps = [preprocessing.auto(fields, f"{key}.preprocessing")]
+    else:
+        steps = [
+            instantiate(p, f"{key}.preprocessing[{i}]", RIVER_TRANSFORMER) for i, p in enumerate(config.preprocessing)
+        ]
+        if fields is not None:
+            preprocessing.check(steps, [p.model for p in config.preprocessing], fields, f"{key}.preprocessing")
     pipeline = compose.Pipeline(*steps, model) if steps else model
     check_task(pipeline, config.model, task, f"{key}.model")
     return pipeline
