@@ -35,7 +35,8 @@ from workbench.errors import BundleError
 from workbench.export import signing
 from workbench.store import DEFAULT_DB, Store
 
-FORMAT = 1
+#: 2: signed, and the target's type and classes are always known
+FORMAT = 2
 MODEL, CONFIG, SETTINGS, MANIFEST, SUMS = (
     "model.pkl",
     "config.yaml",
@@ -160,9 +161,7 @@ def export(
                 for f in schema
                 if f["role"] == "feature"
             ],
-            "target": next(
-                {k: f[k] for k in ("type", "nullable")} for f in schema if f["role"] == "target"
-            ),
+            "target": _target(store, run_id, info["task"], schema),
         },
         "metrics": cp["metrics"],
         "files": {name: _sha256(data) for name, data in files.items()},
@@ -185,6 +184,42 @@ def export(
             stacklevel=2,
         )
     return out
+
+
+def _target(store: Store, run_id: str, task: str, schema: list[dict[str, Any]]) -> dict[str, Any]:
+    """The target's type (boolean, number, string) and, for a classifier, every class the run
+    saw labelled: what a service accepts as a label, and answers in."""
+    kind = next(f["type"] for f in schema if f["role"] == "target")
+    if task == "regression":
+        return {"type": "number", "nullable": False}
+    texts = store.sql(
+        "SELECT DISTINCT y_true FROM steps WHERE run_id = ? AND y_true IS NOT NULL ORDER BY 1", [run_id]
+    ).y_true.tolist()
+    if not texts:
+        raise BundleError(f"run {run_id!r} has no labelled step: nothing says which classes a label may be")
+    if kind not in ("boolean", "number", "string"):  # the replay's sample held no label (joined later)
+        kind = _kind_of(texts)
+    return {"type": kind, "nullable": False, "classes": [_parse_label(t, kind) for t in texts]}
+
+
+def _kind_of(texts: list[str]) -> str:
+    if set(texts) <= {"true", "false"}:
+        return "boolean"
+    try:
+        [float(t) for t in texts]
+    except ValueError:
+        return "string"
+    return "number"
+
+
+def _parse_label(text: str, kind: str) -> Any:
+    """A label as the store wrote it (text) back in the stream's own type."""
+    if kind == "boolean":
+        return text == "true"
+    if kind == "number":
+        number = float(text)
+        return int(number) if number.is_integer() else number
+    return text
 
 
 def _drift_for(drift, learner: str) -> dict | None:

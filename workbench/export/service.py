@@ -51,7 +51,19 @@ _CHECKS = {
     "number": (lambda v: type(v) in (int, float), "a number"),
     "string": (lambda v: type(v) is str, "a string"),
     "boolean": (lambda v: type(v) is bool, "true or false"),
+    # a feature seen with several types: any JSON scalar, never an object or a list
+    "any": (lambda v: type(v) in (int, float, str, bool), "a number, a string or true/false"),
 }
+#: classes named in full in an error about an unknown label
+_SHOWN_CLASSES = 20
+
+
+def shown(value: Any) -> str:
+    """A value as an error shows it: short, and safe however deeply it nests."""
+    if type(value) in (dict, list):
+        return f"an {'object' if type(value) is dict else 'array'}"
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class Schema:
@@ -64,6 +76,9 @@ class Schema:
         # features the model knows by an integer name arrive as text: "3" → 3
         self.keys = {f["name"]: int(f["name"]) for f in features if f.get("name_type") == "int"}
         self.target = _CHECKS.get(target["type"])
+        # every class the run saw, each mapped to itself: a lookup also finds 1 for 1.0 (and
+        # for True, which the type check refuses first), answering in the stream's own type
+        self.classes = None if target.get("classes") is None else {c: c for c in target["classes"]}
 
     def features(self, x: Any, loc: list) -> dict:
         if type(x) is not dict:
@@ -84,9 +99,7 @@ class Schema:
                     errors.append(invalid([*loc, name], "missing feature", "missing"))
             elif check is not None and not check[0](value):
                 errors.append(
-                    invalid(
-                        [*loc, name], f"expected {check[1]}, got {json.dumps(value)}", "type_error"
-                    )
+                    invalid([*loc, name], f"expected {check[1]}, got {shown(value)}", "type_error")
                 )
             elif type(value) is float and not math.isfinite(value):
                 errors.append(
@@ -101,15 +114,42 @@ class Schema:
         return x
 
     def label(self, y: Any, loc: list) -> Any:
+        """The label in the stream's own type, or an error: a label of another type or a class
+        the model was never trained on is refused (it could only poison the model)."""
         if y is None:
             raise Refusal(422, [invalid(loc, "missing label", "missing")])
         if self.target is not None and not self.target[0](y):
-            raise Refusal(
-                422, [invalid(loc, f"expected {self.target[1]}, got {json.dumps(y)}", "type_error")]
-            )
+            raise Refusal(422, [invalid(loc, f"expected {self.target[1]}, got {shown(y)}", "type_error")])
         if type(y) is float and not math.isfinite(y):
             raise Refusal(422, [invalid(loc, f"must be a finite number, got {y}", "finite_number")])
-        return y
+        if self.classes is None:
+            return y
+        known = self.classes.get(y, _MISSING)
+        if known is _MISSING:
+            classes = list(self.classes)
+            listed = ", ".join(json.dumps(c) for c in classes[:_SHOWN_CLASSES])
+            more = f" and {len(classes) - _SHOWN_CLASSES:,} more" if len(classes) > _SHOWN_CLASSES else ""
+            raise Refusal(
+                422,
+                [
+                    invalid(
+                        loc,
+                        f"unknown label {shown(y)}: the model was trained on {listed}{more} "
+                        "(a new class needs a new run and export)",
+                        "label_unknown",
+                    )
+                ],
+            )
+        return known
+
+    def answer(self, prediction: Any) -> Any:
+        """A prediction (or its probabilities) in the stream's terms: River's binary models
+        answer True/False to a stream labelled 0/1."""
+        if self.classes is None:
+            return prediction
+        if type(prediction) is dict:
+            return {self.classes.get(k, k): p for k, p in prediction.items()}
+        return self.classes.get(prediction, prediction)
 
 
 def _now() -> str:
@@ -160,6 +200,7 @@ class Service:
             }
         ]
         self.version, self.n_updates, self.lost_updates = self.bundle.version, 0, 0
+        self.probe: dict = {}  # the last record seen: what /health asks the model
         self._resume()
 
     # -- start ----------------------------------------------------------------------------------
@@ -219,14 +260,16 @@ class Service:
 
     # -- requests -------------------------------------------------------------------------------
     def predict_one(self, x: dict) -> dict[str, Any]:
+        self.probe = x
+        answer = self.schema.answer
         if self.proba:
-            proba = self.model.predict_proba_one(x)
+            proba = answer(self.model.predict_proba_one(x))
             return {
                 "prediction": max(proba, key=proba.get) if proba else None,
                 "proba": proba,
                 "version": self.version,
             }
-        return {"prediction": self.model.predict_one(x), "version": self.version}
+        return {"prediction": answer(self.model.predict_one(x)), "version": self.version}
 
     def predict(self, body: dict) -> dict[str, Any]:
         if "features" in body:
@@ -234,14 +277,15 @@ class Service:
             return self.predict_one(self.schema.features(body["features"], ["body", "features"]))
         instances = self._instances(body, ("instances",))
         xs = [self.schema.features(x, ["body", "instances", i]) for i, x in enumerate(instances)]
+        self.probe, answer = xs[-1], self.schema.answer
         if self.proba:
-            probas = [self.model.predict_proba_one(x) for x in xs]
+            probas = [answer(self.model.predict_proba_one(x)) for x in xs]
             return {
                 "predictions": [max(p, key=p.get) if p else None for p in probas],
                 "probas": probas,
                 "version": self.version,
             }
-        return {"predictions": [self.model.predict_one(x) for x in xs], "version": self.version}
+        return {"predictions": [answer(self.model.predict_one(x)) for x in xs], "version": self.version}
 
     def learn(self, body: dict) -> tuple[dict[str, Any], tuple[dict[str, Any], bytes] | None]:
         """Learn labelled records; returns the answer and, when one is due, a checkpoint."""
@@ -274,12 +318,8 @@ class Service:
                 )
                 for i, (x, y) in enumerate(zip(instances, labels, strict=True))
             ]
-        drifts = []
-        for x, y in pairs:  # validated in full before the first update: a bad batch changes nothing
-            if self.detector is not None:
-                drifts += self._watch(x, y)
-            self.model.learn_one(x, y)
-            self.n_updates += 1
+        drifts = self._apply(pairs)
+        self.probe = pairs[-1][0]
         self._write_counter()
         snapshot = None
         if self.unsaved() >= self.checkpoint_every:
@@ -290,6 +330,37 @@ class Service:
             "version": self.version,
             "drift": drifts,
         }, snapshot
+
+    def _apply(self, pairs: list[tuple[dict, Any]]) -> list[dict[str, Any]]:
+        """Learn validated pairs, all or none: should the model fail on one, the model and the
+        detector are put back as they were before the first (a bad batch changes nothing)."""
+        before = pickle.dumps((self.model, self.detector, self.n_updates), protocol=5)
+        drifts: list[dict[str, Any]] = []
+        for i, (x, y) in enumerate(pairs):
+            try:
+                if self.detector is not None:
+                    drifts += self._watch(x, y)
+                self.model.learn_one(x, y)
+            except Exception as exc:
+                self.model, self.detector, self.n_updates = pickle.loads(before)
+                where = "the record" if len(pairs) == 1 else f"instance {i} of {len(pairs)}"
+                raise Refusal(
+                    500,
+                    f"the model failed to learn {where} ({type(exc).__name__}: {exc}); "
+                    "nothing of this request was applied",
+                ) from exc
+            self.n_updates += 1
+        return drifts
+
+    def health(self) -> dict[str, Any]:
+        """Whether the model still answers: it predicts the last record it saw (or an empty
+        one). ``status`` is 'ok', or 'failing' with the error."""
+        report = {"version": self.version, "n_updates": self.n_updates, "lost_updates": self.lost_updates}
+        try:
+            self.predict_one(self.probe)
+        except Exception as exc:
+            return {"status": "failing", "error": f"the model fails to predict: {type(exc).__name__}: {exc}", **report}
+        return {"status": "ok", **report}
 
     def unsaved(self) -> int:
         """Updates learned since the newest version was taken."""
