@@ -30,6 +30,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.exceptions import HTTPException
 
 from workbench import __version__
 from workbench.export.service import Refusal, Service, invalid
@@ -254,6 +255,13 @@ def create_app(
             response_class=Response,
         )
     metrics_route = endpoint("metrics", prometheus, False)
+
+    async def not_routed(request: Request, exc: HTTPException) -> Response:
+        """An unknown path or method: answered as JSON, and counted like every answer."""
+        metrics.requests.labels("other", str(exc.status_code)).inc()
+        return Response(orjson.dumps({"detail": exc.detail}), exc.status_code, exc.headers, _JSON)
+
+    app.add_exception_handler(HTTPException, not_routed)
 
     async def metrics_text(request: Request) -> Response:
         response = await metrics_route(request)

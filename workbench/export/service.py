@@ -72,6 +72,7 @@ class Schema:
 
     def __init__(self, features: list[dict[str, Any]], target: dict[str, Any]):
         self.names = frozenset(f["name"] for f in features)
+        self.types = {f["name"]: f["type"] for f in features}
         self.fields = [(f["name"], _CHECKS.get(f["type"]), f["nullable"]) for f in features]
         # features the model knows by an integer name arrive as text: "3" → 3
         self.keys = {f["name"]: int(f["name"]) for f in features if f.get("name_type") == "int"}
@@ -142,6 +143,13 @@ class Schema:
             )
         return known
 
+    def example(self) -> dict:
+        """A record of the schema's shape (zeros, empty text, false) for /health to ask the
+        model before any request came."""
+        blank = {"number": 0.0, "string": "", "boolean": False, "any": 0.0}
+        x = {name: blank[check_type] for name, check_type in self.types.items() if check_type in blank}
+        return {self.keys.get(k, k): v for k, v in x.items()}
+
     def answer(self, prediction: Any) -> Any:
         """A prediction (or its probabilities) in the stream's terms: River's binary models
         answer True/False to a stream labelled 0/1."""
@@ -200,7 +208,7 @@ class Service:
             }
         ]
         self.version, self.n_updates, self.lost_updates = self.bundle.version, 0, 0
-        self.probe: dict = {}  # the last record seen: what /health asks the model
+        self.probe = self.schema.example()  # then the last record seen: what /health asks the model
         self._resume()
 
     # -- start ----------------------------------------------------------------------------------
@@ -353,7 +361,7 @@ class Service:
         return drifts
 
     def health(self) -> dict[str, Any]:
-        """Whether the model still answers: it predicts the last record it saw (or an empty
+        """Whether the model still answers: it predicts the last record it saw (or a blank
         one). ``status`` is 'ok', or 'failing' with the error."""
         report = {"version": self.version, "n_updates": self.n_updates, "lost_updates": self.lost_updates}
         try:
