@@ -7,7 +7,10 @@ overlap with the replay instead of stalling it.
 from __future__ import annotations
 
 import json
+import os
 import queue
+import socket
+import sys
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -164,11 +167,14 @@ class RunWriter:
 
     # -- what the replay calls ----------------------------------------------------------------
     def begin(self, name: str, config: dict[str, Any], task: str, seed: int, version: str) -> None:
-        row = [self.run_id, name, "running", json.dumps(config, default=str), now(), task, seed, version]
+        row = [
+            self.run_id, name, "running", json.dumps(config, default=str), now(), task, seed, version,
+            os.getpid(), socket.gethostname(),
+        ]
         self._submit(
             lambda: self._con.execute(
-                "INSERT INTO runs (run_id, name, status, config, created_at, task, seed, workbench_version) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, name, status, config, created_at, task, seed, workbench_version, "
+                "pid, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
         )
@@ -282,6 +288,31 @@ class RunWriter:
         )
         self._con.execute("INSERT INTO dead_letters SELECT * FROM arrow_dead")
 
+    @property
+    def broken(self) -> BaseException | None:
+        """What stopped the writer's thread (a full disk...), if anything did."""
+        return self._error
+
+    def _record_end(self, status: str, counts: dict[str, int], elapsed_s: float, error: str | None) -> None:
+        """The run's row: how it ended. Tried again on a fresh connection if the first one
+        fails (DuckDB rolls a failed commit back, which frees what it took on a full disk)."""
+        assignments = ", ".join(f"{k} = ?" for k in counts)
+        query = f"UPDATE runs SET status = ?, finished_at = ?, elapsed_s = ?, error = ?, {assignments} WHERE run_id = ?"
+        params = [status, now(), elapsed_s, error, *counts.values(), self.run_id]
+        try:
+            self._con.execute(query, params)
+        except Exception:
+            self._con.close()
+            self._con = schema.connect(self.path)
+            try:
+                self._con.execute(query, params)
+            except Exception as exc:
+                print(
+                    f"workbench: could not record in {self.path} that run {self.run_id} {status} "
+                    f"({error or 'no error'}): {exc}; readers will show it as crashed",
+                    file=sys.stderr,
+                )
+
     def finish(
         self,
         status: str,
@@ -296,9 +327,18 @@ class RunWriter:
         than counted in the replay loop.
         """
         try:
-            self.write([])
+            if self._error is None:
+                self.write([])
             self._queue.put(None)
             self._thread.join()
+            if self._error is not None:
+                # The writer broke (a full disk, most often): the run failed, and its row says
+                # why. Steps written so far are kept; what was still queued is lost.
+                reason = error or f"{type(self._error).__name__}: {self._error}"
+                self._record_end("failed", counts, elapsed_s, reason)
+                if status != "failed":
+                    raise self._error
+                return
             con = self._con
             stats = {
                 row[0]: row[1:]
@@ -330,14 +370,7 @@ class RunWriter:
                     "UPDATE feature_schema SET type = ? WHERE run_id = ? AND role = 'target' AND type = 'null'",
                     [self.labels.kind, self.run_id],
                 )
-            assignments = ", ".join(f"{k} = ?" for k in counts)
-            con.execute(
-                f"UPDATE runs SET status = ?, finished_at = ?, elapsed_s = ?, error = ?, {assignments} "
-                "WHERE run_id = ?",
-                [status, now(), elapsed_s, error, *counts.values(), self.run_id],
-            )
-            if self._error is not None and status != "failed":
-                raise self._error
+            self._record_end(status, counts, elapsed_s, error)
         finally:
             self._con.close()
             self._publisher.close()
