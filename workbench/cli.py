@@ -244,6 +244,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         protect_predict=args.protect_predict,
         trust_unsigned=args.trust_unsigned,
+        keep=args.keep_checkpoints,
     )
     return 0
 
@@ -283,6 +284,10 @@ def add_export_commands(sub, with_db) -> None:
     p.add_argument("--token", default=None, help="token for /learn and /rollback (default: $WORKBENCH_TOKEN)")
     p.add_argument("--state-dir", default=None, help="where checkpoints go (default: DIR/state)")
     p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N", help="checkpoint every N updates")
+    p.add_argument(
+        "--keep-checkpoints", type=int, default=10, metavar="N",
+        help="checkpoints kept in the state folder; older ones are deleted (the bundle's version stays)",
+    )
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, metavar="N", help="refuse bodies over N bytes")
     p.add_argument("--protect-predict", action="store_true", help="require the token for /predict too")
     p.add_argument("--trust-unsigned", action="store_true", help=_TRUST_HELP)

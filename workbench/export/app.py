@@ -352,11 +352,12 @@ def serve(
     max_body_bytes: int = MAX_BODY_BYTES,
     protect_predict: bool = False,
     trust_unsigned: bool = False,
+    keep: int = 10,
 ) -> None:
     """Serve ``bundle`` until interrupted (one process: the model's state lives in it)."""
     import uvicorn
 
-    service = Service(bundle, state_dir, checkpoint_every, trust_unsigned)
+    service = Service(bundle, state_dir, checkpoint_every, trust_unsigned, keep)
     app = create_app(service, token, protect_predict, max_body_bytes)
     m = service.bundle.manifest
     print(f"workbench serve: {service.message}", flush=True)

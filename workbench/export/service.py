@@ -13,6 +13,7 @@ between ``updates`` and that checkpoint is the number of updates lost.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -182,12 +183,16 @@ class Service:
         state_dir: str | Path | None = None,
         checkpoint_every: int = 1000,
         trust_unsigned: bool = False,
+        keep: int = 10,
     ):
         self.trust_unsigned = trust_unsigned
         self.bundle = bundle if isinstance(bundle, Bundle) else load(bundle, trust_unsigned)
         self.state_dir = Path(state_dir) if state_dir else self.bundle.path / "state"
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock(self.state_dir)
         self.checkpoint_every = checkpoint_every
+        self.keep = keep  # checkpoints kept in state_dir (the bundle's version is always there)
+        self._pruned: list[int] = []  # versions dropped from the list, whose files go next
         manifest = self.bundle.manifest
         self.schema = Schema(self.bundle.features, self.bundle.target)
         self.classifier = manifest["task"] != "regression"
@@ -244,6 +249,7 @@ class Service:
                 continue
             self.versions.append(meta)
             restored = (meta, state)
+        self._prune()
         if restored is None:
             self.lost_updates = applied  # none of the updates since the bundle were checkpointed
             self.message = f"serving {self.bundle.learner} v{self.version} from the bundle"
@@ -440,7 +446,17 @@ class Service:
         if restored_from is not None:
             meta["restored_from"] = restored_from
         self.versions.append(meta)
+        self._prune()
         return meta, state
+
+    def _prune(self) -> None:
+        """Keep the newest ``keep`` checkpoints in the list (the bundle's version stays); the
+        files of the others are deleted by the next ``persist``, after it wrote its own."""
+        saved = [v for v in self.versions if v["reason"] != "bundle"]
+        dropped = {v["version"] for v in saved[: max(0, len(saved) - self.keep)]}
+        if dropped:
+            self.versions = [v for v in self.versions if v["version"] not in dropped]
+            self._pruned.extend(sorted(dropped))
 
     def persist(self, snapshot: tuple[dict[str, Any], bytes]) -> None:
         """Write a snapshot: state first, then its meta (the meta marks it complete)."""
@@ -453,6 +469,10 @@ class Service:
             os.fsync(fd)
         finally:
             os.close(fd)
+        while self._pruned:
+            old = self.state_dir / f"v{self._pruned.pop(0):06d}"
+            old.with_suffix(".json").unlink(missing_ok=True)  # the meta first: it marks a checkpoint whole
+            old.with_suffix(".pkl").unlink(missing_ok=True)
 
     def rollback(self, body: dict) -> tuple[dict[str, Any], tuple[dict[str, Any], bytes]]:
         _only(body, ("version",))
@@ -511,6 +531,25 @@ class Service:
 
     def close(self) -> None:
         os.close(self._counter)
+        os.close(self._lock)
+
+
+def _lock(state_dir: Path) -> int:
+    """Hold ``state_dir/lock`` while serving: a second server on the same folder would write
+    over the first one's checkpoints and update counter. The lock goes with the process."""
+    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise BundleError(
+            f"{state_dir} is in use by another `workbench serve` (pid {holder}): two servers on one "
+            "state folder would overwrite each other's checkpoints; give this one its own --state-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 def _only(body: dict, allowed: tuple[str, ...]) -> None:
