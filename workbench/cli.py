@@ -273,8 +273,10 @@ def add_export_commands(sub, with_db) -> None:
     p = sub.add_parser(
         "sign-bundle",
         help="sign a bundle with the key in $WORKBENCH_SIGNING_KEY (or the file in $WORKBENCH_SIGNING_KEY_FILE)",
+        description="Sign a bundle exported without a key (HMAC-SHA256 over its SHA256SUMS), where the key "
+        "is kept: serve and verify-bundle refuse unsigned bundles. Its files are checked first.",
     )
-    p.add_argument("bundle", metavar="DIR")
+    p.add_argument("bundle", metavar="DIR", help="the bundle (a directory written by `workbench export`)")
     p.set_defaults(func=cmd_sign_bundle)
 
     p = sub.add_parser("serve", help="serve a bundle over HTTP: predict, learn, roll back, metrics")
