@@ -16,7 +16,7 @@ from workbench.errors import ConfigError, WorkbenchError
 from workbench.evaluation.ab import AB_COLUMNS
 from workbench.evaluation.metrics import allowed as allowed_metrics
 from workbench.evaluation.metrics import make as make_metric
-from workbench.store import schema
+from workbench.store import schema, sweeps
 
 DEFAULT_DB = "runs/workbench.duckdb"
 
@@ -178,6 +178,22 @@ class Store:
         """
         with self._connect() as con:
             return con.execute(query, {"run": run_id, "points": points}).df()
+
+    # -- sweeps (issue 12): the sweeps and sweep_runs tables -----------------------------------
+    def sweeps(self) -> pd.DataFrame:
+        with self._connect() as con:
+            sweeps.create(con)
+            return con.execute("SELECT * EXCLUDE (config) FROM sweeps ORDER BY created_at").df()
+
+    def sweep_runs(self, sweep_id: str) -> pd.DataFrame:
+        with self._connect() as con:
+            sweeps.create(con)
+            return con.execute("SELECT * FROM sweep_runs WHERE sweep_id = ? ORDER BY rung, idx", [sweep_id]).df()
+
+    def leaderboard(self, sweep_id: str) -> pd.DataFrame:
+        """The runs of a sweep, best first by its objective, one column per swept parameter."""
+        with self._connect() as con:
+            return sweeps.leaderboard(con, sweep_id)
 
     # -- drift, versions, A/B and calibration (issue 4) -------------------------------------
     def drift_events(self, run_id: str) -> pd.DataFrame:
