@@ -9,12 +9,15 @@ the shard's rows into the main tables (``runs``, ``steps``, ...) and records the
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 
+from workbench.errors import DatabaseLockedError
 from workbench.store import schema
 
 SWEEP_TABLES = {
@@ -77,7 +80,17 @@ class SweepRecord:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
 
     def _con(self):
-        con = schema.connect(self.path)
+        # A notebook reading the record holds its lock for a moment: wait for it (up to a
+        # minute) rather than lose a finished run.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                con = schema.connect(self.path)
+                break
+            except DatabaseLockedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         create(con)
         return con
 
@@ -169,19 +182,25 @@ def _quoted(path: str) -> str:
 
 
 def read_shard(shard: str) -> dict[str, Any] | None:
-    """The run a shard holds (its runs row, config parsed, and learners rows), or None if the
-    worker died before writing it."""
+    """The run a shard holds (its runs row and its learners' metrics), or None if the worker
+    died before writing it (no file, no tables yet, or a file DuckDB cannot read)."""
     if not Path(shard).exists():
         return None
-    con = schema.connect(shard, read_only=True)
     try:
-        runs = con.execute("SELECT * FROM runs").df()
-        if runs.empty:
+        con = schema.connect(shard, read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        if not {"runs", "learners"} <= tables:
             return None
-        run = runs.iloc[0].to_dict()
+        runs = con.execute("SELECT * FROM runs").df()
         learners = con.execute("SELECT learner, metrics FROM learners ORDER BY rowid").df()
     finally:
         con.close()
+    if runs.empty:
+        return None
+    run = runs.iloc[0].to_dict()
     run["learners"] = {r.learner: json.loads(r.metrics or "{}") for r in learners.itertuples()}
     return run
 

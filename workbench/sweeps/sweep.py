@@ -114,10 +114,10 @@ class _Coordinator:
             self._rung(executor, alive, rung, None if final else budget)
             if final:
                 break
-            alive = self._survivors(alive, rung)
+            raced, alive = len(alive), self._survivors(alive, rung)
             self.record.promote(self.cfg.name, rung, [run.key for run in alive])
             self._say(
-                f"rung {rung} ({budget:,} events): kept {len(alive)} of the runs: "
+                f"rung {rung} ({budget:,} events): kept {len(alive)} of {raced}: "
                 + ", ".join(run.label for run in alive)
             )
 
