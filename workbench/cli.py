@@ -89,7 +89,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import workbench
 
-    path = workbench.report(args.db, runs=args.run or None, output=args.output, metric=args.metric, window=args.window)
+    path = workbench.report(args.db, runs=args.run or None, output=args.output, metric=args.metric, window=args.window,
+                            sweep=args.sweep)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, works offline)")
     return 0
 
@@ -328,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a run id to include (repeat for several; default: every run)",
     )
     p.add_argument("-o", "--output", default="report.html", help="the HTML file to write")
+    p.add_argument("--sweep", default=None, metavar="ID", help="the sweep view of sweep ID instead")
     p.add_argument("--metric", help="rolling metric (default: accuracy, or mae for regression)")
     p.add_argument(
         "--window", type=int, help="rolling window in events (default: the config's rolling_window, else 1000)"

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from workbench.errors import DatabaseLockedError
+from workbench.errors import DatabaseLockedError, WorkbenchError
 from workbench.store import schema
 
 SWEEP_TABLES = {
@@ -209,11 +209,11 @@ def leaderboard(con, sweep_id: str) -> pd.DataFrame:
     """The runs of a sweep, best first: each config at the last rung it reached (configs that
     survived more rungs rank higher), then by the objective. One column per swept parameter."""
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    if "sweeps" not in tables:
-        return pd.DataFrame()
-    mode = con.execute("SELECT objective_mode FROM sweeps WHERE sweep_id = ?", [sweep_id]).fetchone()
+    mode = None
+    if "sweeps" in tables:
+        mode = con.execute("SELECT objective_mode FROM sweeps WHERE sweep_id = ?", [sweep_id]).fetchone()
     if mode is None:
-        return pd.DataFrame()
+        raise WorkbenchError(f"no sweep {sweep_id!r} in this database; Store.sweeps() lists them")
     order = "DESC" if mode[0] == "max" else "ASC"
     df = con.execute(
         f"""
@@ -232,4 +232,6 @@ def leaderboard(con, sweep_id: str) -> pd.DataFrame:
         [sweep_id],
     ).df()
     params = pd.DataFrame([json.loads(p) for p in df.pop("params")], index=df.index)
-    return pd.concat([df.iloc[:, :5], params, df.iloc[:, 5:]], axis=1)
+    out = pd.concat([df.iloc[:, :5], params, df.iloc[:, 5:]], axis=1)
+    out.attrs["swept"] = list(params.columns)  # the parameter columns, for the sweep view
+    return out
