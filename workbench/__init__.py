@@ -51,11 +51,12 @@ def report(db_or_run=None, runs: list[str] | None = None, output: str | Path = "
 
 
 def sweep(config, workers: int | None = None, ray: bool = False, ray_address: str | None = None,
-          db: str | None = None, record: str | None = None, progress: bool = True):
+          db: str | None = None, record: str | None = None, overrides: list[str] | None = None,
+          progress: bool = True):
     """Run a sweep file's configurations in parallel (see workbench.sweeps); returns a Sweep."""
     from workbench.sweeps import sweep as run_sweep
 
-    return run_sweep(config, workers, ray, ray_address, db, record, progress=progress)
+    return run_sweep(config, workers, ray, ray_address, db, record, overrides, progress)
 
 
 def _is_sweep(obj) -> bool:

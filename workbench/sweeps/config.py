@@ -71,10 +71,15 @@ class SweepConfig:
 
 
 def load(path_or_dict: str | Path | dict, overrides: list[str] | None = None) -> SweepConfig:
-    """Read and validate a sweep file (or dict) and expand it into its runs."""
+    """Read and validate a sweep file (or dict) and expand it into its runs. ``overrides`` are
+    ``key=value`` strings over the sweep file; ``base.KEY=VALUE`` changes every run's base."""
     raw, where = _read(path_or_dict)
+    fixed = []  # base.* overrides of a base named by path go to every run's --set list
     for item in overrides or []:
-        config_mod.apply_override(raw, item)
+        if item.startswith("base.") and isinstance(raw.get("base"), str):
+            fixed.append(item.removeprefix("base."))
+        else:
+            config_mod.apply_override(raw, item)
     _only(raw, _TOP_KEYS, "")
     if "base" not in raw:
         raise ConfigError("base", "required: the base experiment, a path to its YAML file or its keys as a mapping")
@@ -98,7 +103,7 @@ def load(path_or_dict: str | Path | dict, overrides: list[str] | None = None) ->
         params = {**point, **sample}
         if stream is not None:
             params["stream"] = stream[0]
-        runs.append(_expand(base, name, len(runs), params, None if stream is None else stream[1]))
+        runs.append(_expand(base, fixed, name, len(runs), params, None if stream is None else stream[1]))
     keys = [run.key for run in runs]
     if len(set(keys)) != len(keys):
         twice = next(run for run in runs if keys.count(run.key) > 1)
@@ -219,10 +224,13 @@ def _streams(raw: Any) -> list[tuple[str, dict]]:
     return out
 
 
-def _expand(base: Path | dict, sweep: str, index: int, params: dict[str, Any], source: dict | None) -> RunSpec:
-    overrides = [(key, copy.deepcopy(value)) for key, value in params.items() if key != "stream"]
+def _expand(
+    base: Path | dict, fixed: list[str], sweep: str, index: int, params: dict[str, Any], source: dict | None
+) -> RunSpec:
+    overrides: list = [(key, copy.deepcopy(value)) for key, value in params.items() if key != "stream"]
     if source is not None:
         overrides.insert(0, ("source", copy.deepcopy(source)))
+    overrides = [*fixed, *overrides]
     try:
         cfg = config_mod.load(base, overrides)
     except ConfigError as exc:
