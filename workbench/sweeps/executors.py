@@ -19,15 +19,17 @@ Started = Callable[[Task, int | None], None]
 
 class LocalProcesses:
     """One process per run, at most ``workers`` at a time. Processes fork from a forkserver that
-    has imported the workbench once, so a run starts in milliseconds, and a killed process is
-    one failed run rather than a broken pool (as a ProcessPoolExecutor would become)."""
+    has imported the workbench (and the ``preload`` modules, e.g. the sweep's learners) once, so
+    a run starts in milliseconds, and a killed process is one failed run rather than a broken
+    pool (as a ProcessPoolExecutor would become). As with any multiprocessing start method but
+    fork, a script that starts a sweep needs an ``if __name__ == "__main__":`` guard."""
 
     name = "processes"
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, preload: list[str] | None = None):
         self.workers = workers or os.cpu_count() or 1
         self.ctx = mp.get_context("forkserver")
-        self.ctx.set_forkserver_preload(["workbench.experiment", "workbench.sweeps.worker"])
+        self.ctx.set_forkserver_preload(["workbench.experiment", "workbench.sweeps.worker", *(preload or [])])
 
     def run(self, tasks: Iterable[Task], started: Started) -> Iterator[tuple[Task, str | None]]:
         pending = list(tasks)[::-1]

@@ -52,6 +52,16 @@ def plan(cfg: SweepConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def modules(cfg: SweepConfig) -> list[str]:
+    """The modules of the sweep's models (already checked to resolve from the allow-list)."""
+    names = set()
+    for run in cfg.runs:
+        specs = [*run.config["learners"], *run.config["baselines"]]
+        names |= {s["model"] for s in specs} | {p["model"] for s in specs for p in s["preprocessing"]}
+        names |= {d["detector"] for d in run.config["drift"] if d.get("detector")}
+    return sorted({name.rsplit(".", 1)[0] for name in names})
+
+
 def default_record(db: str | Path) -> Path:
     """Shards go beside the database: runs/workbench.duckdb → runs/workbench.sweeps/."""
     db = Path(db)
@@ -75,7 +85,7 @@ def sweep(
     db = Path(db or DEFAULT_DB)
     folder = Path(record) if record else default_record(db)
     folder = folder / cfg.name
-    executor = RayCluster(ray_address, workers) if (ray or ray_address) else LocalProcesses(workers)
+    executor = RayCluster(ray_address, workers) if (ray or ray_address) else LocalProcesses(workers, modules(cfg))
     coordinator = _Coordinator(cfg, SweepRecord(db), folder, progress)
     coordinator.record.begin(cfg.name, cfg.raw, cfg.objective, executor.name, len(cfg.runs), str(folder))
     status = "failed"
