@@ -74,6 +74,8 @@ def test_grid_random_and_streams_expand_into_validated_runs():
         ({"racing": {"eta": 1}}, "racing.eta", "at least 2"),
         ({"random": {"samples": 2, "params": {"seed": {"normal": [0, 1]}}}}, "random.params.seed", "uniform"),
         ({"grids": {}}, "grids", "unknown key"),
+        ({"streams": [{"kind": "python"}]}, "source.kind", "not 'python'"),
+        ({"streams": [{"kind": "synthetic", "generator": "agrawal", "n": 0}]}, "source.n", "at least 1"),
     ],
 )
 def test_mistakes_are_caught_before_anything_runs(change, key, words):

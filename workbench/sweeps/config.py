@@ -236,6 +236,12 @@ def _expand(
     except ConfigError as exc:
         where = " ".join(f"{k}={_short(v)}" for k, v in params.items())
         raise ConfigError(exc.key, f"{exc.args[0].removeprefix(exc.key + ': ')} (in run {index}: {where})") from None
+    if cfg.source.kind == "python":
+        raise ConfigError(
+            "source.kind",
+            "a sweep replays sources its workers can open themselves, not 'python' "
+            "(an iterable lives in one process): use a file, dataset, synthetic or Kafka source",
+        )
     _check_names(cfg, index)
     data = cfg.to_dict()
     spec = RunSpec(index=index, params=params, config=data, key="")
