@@ -214,9 +214,15 @@ class _Coordinator:
             print(line, flush=True)
 
     def close(self, status: str) -> None:
-        for where in self.started:  # runs an interruption cut short
-            if self.rows[where]["status"] in ("running", "queued"):
-                self.record.put({**self.rows[where], "status": "interrupted"})
+        cut = [where for where in self.started if self.rows[where]["status"] in ("running", "queued")]
+        for where in cut:  # runs an interruption cut short
+            self.record.put({**self.rows[where], "status": "interrupted"})
+        if status == "interrupted":
+            done = sum(row.get("status") == "finished" for row in self.rows.values())
+            self._say(
+                f"sweep {self.cfg.name} interrupted: {done} finished runs kept, {len(cut)} cut short; "
+                "run it again to resume"
+            )
         self.record.finish(self.cfg.name, status)
 
 

@@ -5,6 +5,7 @@ no channel back and a killed worker leaves nothing half-reported."""
 from __future__ import annotations
 
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,9 @@ def run_task(task: Task) -> None:
     for stale in (shard, shard.with_suffix(".duckdb.wal"), task.error_file):
         stale.unlink(missing_ok=True)  # a killed or failed earlier attempt
     try:
-        run(task.config, db=shard, progress=False)
+        with warnings.catch_warnings():  # an interrupted run is reported by the sweep, not per worker
+            warnings.simplefilter("ignore", UserWarning)
+            run(task.config, db=shard, progress=False)
     except BaseException as exc:
         task.error_file.write_text(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
         raise
