@@ -7,20 +7,9 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from workbench.dashboards.figures import message
+from workbench.dashboards.figures import _layout, message  # the look of every other panel
 
 STATUS_COLORS = {"finished": "#1f77b4", "stopped": "#aab4c0", "failed": "#d62728", "interrupted": "#ff7f0e"}
-
-
-def _layout(fig: go.Figure, title: str, height: int = 340) -> go.Figure:
-    fig.update_layout(
-        title=dict(text=title, x=0.01, font_size=15),
-        height=height,
-        template="plotly_white",
-        margin=dict(l=60, r=20, t=60, b=40),
-        legend=dict(orientation="h", y=-0.2),
-    )
-    return fig
 
 
 def _cell(value) -> str:
