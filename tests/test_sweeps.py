@@ -148,6 +148,29 @@ def test_a_sweep_runs_on_a_real_local_ray_cluster(tmp_path):
     assert_runs_are_workbench_runs(db, "small", tmp_path)
 
 
+def test_a_sweep_joins_a_running_ray_cluster(tmp_path):
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        path = tmp_path / "s.yaml"
+        path.write_text(yaml.safe_dump(small_sweep(n=300)))
+        address = ray.get_runtime_context().gcs_address
+        db = tmp_path / "w.duckdb"
+        out = subprocess.run(
+            [WORKBENCH, "sweep", str(path), "--ray-address", address, "--db", str(db)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr
+        assert ray.cluster_resources()["CPU"] == 2  # the cluster it joined is left running
+    finally:
+        ray.shutdown()
+    assert (wb.connect(db).leaderboard("small").status == "finished").all()
+
+
 def test_a_failing_run_is_reported_and_the_others_kept(tmp_path):
     raw = small_sweep(grid={"source.params": [{}, {"classification_function": 99}]})
     result = sweep(raw, workers=2, db=tmp_path / "w.duckdb")
