@@ -85,11 +85,11 @@ def sweep(
     db = Path(db or DEFAULT_DB)
     folder = Path(record) if record else default_record(db)
     folder = folder / cfg.name
-    executor = RayCluster(ray_address, workers) if (ray or ray_address) else LocalProcesses(workers, modules(cfg))
     coordinator = _Coordinator(cfg, SweepRecord(db), folder, progress)
-    coordinator.record.begin(cfg.name, cfg.raw, cfg.objective, executor.name, len(cfg.runs), str(folder))
+    executor = RayCluster(ray_address, workers) if (ray or ray_address) else LocalProcesses(workers, modules(cfg))
     status = "failed"
     try:
+        coordinator.record.begin(cfg.name, cfg.raw, cfg.objective, executor.name, len(cfg.runs), str(folder))
         coordinator.run(executor)
         status = "finished" if coordinator.n_failed == 0 else "failed"
     except KeyboardInterrupt:
