@@ -60,10 +60,14 @@ def scaling(events: int, runs: int, rounds: int, folder: Path) -> None:
             started = time.perf_counter()
             result = wb.sweep(raw, workers=workers, db=str(folder / f"w{workers}-{i}.duckdb"), progress=False)
             times[workers].append(time.perf_counter() - started)
-            assert result.status == "finished" and len(result.leaderboard()) == runs
+            board = result.leaderboard()
+            assert result.status == "finished" and len(board) == runs
+            # the runs' own time over the wall time: how many workers were kept busy, whatever else
+            # the machine was doing
+            busy = board.elapsed_s.sum() / times[workers][-1]
             print(
-                f"  {runs} runs × {events:,} events on {workers} worker(s): {times[workers][-1]:.1f} s "
-                f"(load average {os.getloadavg()[0]:.1f})"
+                f"  {runs} runs × {events:,} events on {workers} worker(s): {times[workers][-1]:.1f} s, "
+                f"{busy:.2f} workers busy on average (load average {os.getloadavg()[0]:.1f})"
             )
     best = {w: min(t) for w, t in times.items()}
     print(f"scaling 1 → 2 workers: {best[1] / best[2]:.2f}× (best of {rounds}; target ≥ 1.7×)")
@@ -73,11 +77,12 @@ def overhead(folder: Path, runs: int = 16) -> None:
     raw = sweep_file(10, runs)
     cfg = load(raw)
     bare = []
+    wb.run(cfg.runs[0].config, db=folder / "warmup.duckdb", progress=False)  # imports, as a warm worker has
     for i, spec in enumerate(cfg.runs):
         started = time.perf_counter()
         wb.run(spec.config, db=folder / f"bare{i}.duckdb", progress=False)
         bare.append(time.perf_counter() - started)
-    per_bare = statistics.mean(bare)
+    per_bare = statistics.median(bare)
     print(f"  one 10-event run in-process (wb.run): {per_bare * 1000:.0f} ms")
 
     def per_run(executor, tag: str) -> float:
