@@ -241,21 +241,23 @@ def test_racing_keeps_the_best_of_each_rung(tmp_path):
 
 
 def test_the_record_waits_for_a_reader_instead_of_failing(tmp_path):
+    from workbench.store import schema
     from workbench.store.sweeps import SweepRecord
 
     db = tmp_path / "w.duckdb"
     sweep(small_sweep(n=300), workers=1, db=db)
+    held = schema.LOCK_WAIT + 1  # longer than any other part of the workbench waits
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep(1.5)",
+            f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep({held})",
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(DatabaseLockedError):
-        wb.connect(db).sweeps()
-    assert len(SweepRecord(db).rows("small")) == 4  # waited for the lock
+        schema.connect(str(db))
+    assert len(SweepRecord(db).rows("small")) == 4  # the sweep's writes waited for the lock
     holder.wait()

@@ -12,11 +12,11 @@ import duckdb
 import pandas as pd
 from river import utils
 
-from workbench.errors import ConfigError, WorkbenchError
+from workbench.errors import ConfigError, DatabaseLockedError, WorkbenchError
 from workbench.evaluation.ab import AB_COLUMNS
 from workbench.evaluation.metrics import allowed as allowed_metrics
 from workbench.evaluation.metrics import make as make_metric
-from workbench.store import schema, sweeps
+from workbench.store import schema, snapshot, sweeps
 
 DEFAULT_DB = "runs/workbench.duckdb"
 
@@ -50,9 +50,14 @@ class Store:
             raise WorkbenchError(
                 f"no database at {self.path}: replay an experiment first (workbench run CONFIG --db {self.path})"
             )
-        con = schema.connect(self.path)
         try:
+            con = schema.connect(self.path, wait=0)
             schema.create(con)
+        except DatabaseLockedError:
+            # A replay in another process is writing: read its snapshot (see store/snapshot.py).
+            con = snapshot.connect(self.path) or schema.connect(self.path)
+            con.execute("SET TimeZone = 'UTC'")
+        try:
             yield con
         finally:
             con.close()
@@ -182,12 +187,14 @@ class Store:
     # -- sweeps (issue 12): the sweeps and sweep_runs tables -----------------------------------
     def sweeps(self) -> pd.DataFrame:
         with self._connect() as con:
-            sweeps.create(con)
+            if not sweeps.has_tables(con):
+                return pd.DataFrame(columns=[c for c in sweeps.columns("sweeps") if c != "config"])
             return con.execute("SELECT * EXCLUDE (config) FROM sweeps ORDER BY created_at").df()
 
     def sweep_runs(self, sweep_id: str) -> pd.DataFrame:
         with self._connect() as con:
-            sweeps.create(con)
+            if not sweeps.has_tables(con):
+                return pd.DataFrame(columns=sweeps.columns("sweep_runs"))
             return con.execute("SELECT * FROM sweep_runs WHERE sweep_id = ? ORDER BY rung, idx", [sweep_id]).df()
 
     def leaderboard(self, sweep_id: str) -> pd.DataFrame:

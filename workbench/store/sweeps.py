@@ -9,7 +9,6 @@ the shard's rows into the main tables (``runs``, ``steps``, ...) and records the
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from workbench.errors import DatabaseLockedError, WorkbenchError
+from workbench.errors import WorkbenchError
 from workbench.store import schema
 
 SWEEP_TABLES = {
@@ -58,7 +57,15 @@ SWEEP_TABLES = {
         PRIMARY KEY (sweep_id, run_key, rung)
     """,
 }
-RUN_COLUMNS = [line.split()[0] for line in SWEEP_TABLES["sweep_runs"].strip().splitlines() if "PRIMARY" not in line]
+#: seconds the sweep waits for a reader to let go of the database before it gives up
+LOCK_WAIT = 60.0
+
+
+def columns(table: str) -> list[str]:
+    return [line.split()[0] for line in SWEEP_TABLES[table].strip().splitlines() if "PRIMARY" not in line]
+
+
+RUN_COLUMNS = columns("sweep_runs")
 
 
 def now() -> datetime:
@@ -82,15 +89,7 @@ class SweepRecord:
     def _con(self):
         # A notebook reading the record holds its lock for a moment: wait for it (up to a
         # minute) rather than lose a finished run.
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                con = schema.connect(self.path)
-                break
-            except DatabaseLockedError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        con = schema.connect(self.path, wait=LOCK_WAIT)
         create(con)
         return con
 
@@ -205,12 +204,18 @@ def read_shard(shard: str) -> dict[str, Any] | None:
     return run
 
 
+def has_tables(con) -> bool:
+    """Whether the database holds a sweep record yet (readers do not create tables: they may be
+    reading a read-only snapshot)."""
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    return set(SWEEP_TABLES) <= tables
+
+
 def leaderboard(con, sweep_id: str) -> pd.DataFrame:
     """The runs of a sweep, best first: each config at the last rung it reached (configs that
     survived more rungs rank higher), then by the objective. One column per swept parameter."""
-    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     mode = None
-    if "sweeps" in tables:
+    if has_tables(con):
         mode = con.execute("SELECT objective_mode FROM sweeps WHERE sweep_id = ?", [sweep_id]).fetchone()
     if mode is None:
         raise WorkbenchError(f"no sweep {sweep_id!r} in this database; Store.sweeps() lists them")
