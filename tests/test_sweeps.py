@@ -56,6 +56,11 @@ def test_grid_random_and_streams_expand_into_validated_runs():
     assert len(deltas) == 3 and all(1e-4 <= d <= 1e-1 for d in deltas)
     assert [r.params for r in load(cfg.raw).runs] == [r.params for r in cfg.runs]  # the same draws again
     assert len({run.key for run in cfg.runs}) == len(cfg.runs)
+    twice = load({**small_sweep(), "grid": {"seed": [1, 2, 1], "learners[0].params.l2": [0.0, 0.0]}})
+    assert [run.params for run in twice.runs] == [
+        {"seed": 1, "learners[0].params.l2": 0.0},
+        {"seed": 2, "learners[0].params.l2": 0.0},
+    ]
     table = plan(cfg)
     assert len(table) == 24 and {"learners[0].params.l2", "seed", "stream", "key"} <= set(table.columns)
 

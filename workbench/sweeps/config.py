@@ -97,17 +97,15 @@ def load(path_or_dict: str | Path | dict, overrides: list[str] | None = None) ->
     streams = _streams(raw.get("streams"))
     swept = list(grid) + [k for k in (samples[0] if samples else {}) if k not in grid]
     swept += ["stream"] if streams else []
-    runs = []
+    runs: list[RunSpec] = []
     points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
     for stream, point, sample in itertools.product(streams or [None], points, samples or [{}]):
         params = {**point, **sample}
         if stream is not None:
             params["stream"] = stream[0]
-        runs.append(_expand(base, fixed, name, len(runs), params, None if stream is None else stream[1]))
-    keys = [run.key for run in runs]
-    if len(set(keys)) != len(keys):
-        twice = next(run for run in runs if keys.count(run.key) > 1)
-        raise ConfigError("grid", f"two runs would have the same config ({twice.label}): repeated values?")
+        run = _expand(base, fixed, name, len(runs), params, None if stream is None else stream[1])
+        if run.key not in {r.key for r in runs}:  # a config twice (repeated values, equal draws) runs once
+            runs.append(run)
     objective = _objective(raw.get("objective"), runs)
     racing = _racing(raw.get("racing"), runs)
     return SweepConfig(name=name, objective=objective, runs=runs, swept=swept, racing=racing, raw=raw)
