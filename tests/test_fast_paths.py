@@ -24,8 +24,7 @@ from workbench.events import make_event
 from workbench.replay.batching import frame
 from workbench.replay.labels import Delay
 from workbench.runner import Runner, make_arm
-from workbench.store.writer import _text as label_text
-from workbench.store.writer import steps_table
+from workbench.store.writer import Labels, steps_table
 
 TIMINGS = ["predict_ns", "learn_ns"]
 
@@ -199,7 +198,8 @@ def test_minibatch_steps_and_metrics_are_rivers_on_the_same_predictions(db, scal
             y_pred.append(label)
             y_proba.append(p[label])
             loss.append(-math.log(max(p.get(y, 0.0), 1e-15)))
-    assert steps.y_pred.tolist() == label_text(y_pred).to_pylist()  # as the store writes labels
+    _, as_text = Labels().text([y for _, y in rows], y_pred)  # as the store writes labels
+    assert steps.y_pred.tolist() == as_text.to_pylist()
     assert steps.y_proba.tolist() == y_proba
     assert steps.loss.tolist() == loss
     assert steps.correct.tolist() == [p == y for p, (_, y) in zip(y_pred, rows, strict=True)]
