@@ -145,7 +145,9 @@ def create(con: duckdb.DuckDBPyConnection) -> None:
     """Create the tables (and columns) a database does not have yet, then mark the runs whose
     process is gone as crashed (``reconcile``)."""
     have: dict[str, set[str]] = {}
-    for table, column in con.execute("SELECT table_name, column_name FROM duckdb_columns()").fetchall():
+    # (the WHERE spares DuckDB listing its system catalog: ~4x cheaper)
+    query = "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'main'"
+    for table, column in con.execute(query).fetchall():
         have.setdefault(table, set()).add(column)
     for name, columns in TABLES.items():
         if name not in have:
