@@ -12,7 +12,7 @@ TABLES = {
     "runs": """
         run_id VARCHAR PRIMARY KEY,
         name VARCHAR NOT NULL,
-        status VARCHAR NOT NULL,            -- running | finished | failed | interrupted
+        status VARCHAR NOT NULL,            -- running | finished | failed | interrupted | live | stopped
         config JSON NOT NULL,
         created_at TIMESTAMPTZ NOT NULL,
         finished_at TIMESTAMPTZ,
@@ -118,6 +118,20 @@ TABLES = {
         origin VARCHAR NOT NULL,            -- topic/partition/offset
         event_time TIMESTAMPTZ,
         behind_s DOUBLE                     -- how far behind events already replayed
+    """,
+    "served": """
+        run_id VARCHAR NOT NULL,            -- the live run of the update service that joined it
+        request_id VARCHAR NOT NULL,        -- the event's id when the client gave one
+        arm VARCHAR NOT NULL,               -- a | b (A/B in serving)
+        version INTEGER NOT NULL,           -- the model version that made the prediction
+        answered BOOLEAN NOT NULL,          -- false: a shadow prediction, logged but not returned
+        y_pred VARCHAR,
+        y_true VARCHAR,                     -- NULL: the label never came (logged when the service stopped)
+        correct BOOLEAN,
+        loss DOUBLE,
+        served_at TIMESTAMPTZ NOT NULL,
+        labelled_at TIMESTAMPTZ,
+        label_delay_s DOUBLE                -- from serving to the label's arrival
     """,
     "feature_schema": """
         run_id VARCHAR NOT NULL,

@@ -110,8 +110,10 @@ class RunWriter:
         self._queue.put(job)
 
     # -- what the replay calls ----------------------------------------------------------------
-    def begin(self, name: str, config: dict[str, Any], task: str, seed: int, version: str) -> None:
-        row = [self.run_id, name, "running", json.dumps(config, default=str), now(), task, seed, version]
+    def begin(
+        self, name: str, config: dict[str, Any], task: str, seed: int, version: str, status: str = "running"
+    ) -> None:
+        row = [self.run_id, name, status, json.dumps(config, default=str), now(), task, seed, version]
         self._submit(
             lambda: self._con.execute(
                 "INSERT INTO runs (run_id, name, status, config, created_at, task, seed, workbench_version) "
@@ -205,6 +207,21 @@ class RunWriter:
             "ORDER BY version DESC LIMIT $keep)",
             {"run": self.run_id, "learner": learner, "keep": self.keep},
         )
+
+    def served(self, rows: list[tuple]) -> None:
+        """Served predictions joined with their labels (the ``served`` table's columns after run_id)."""
+        if rows:
+            self._submit(lambda: self._insert_rows("served", None, rows))
+
+    def end_stale(self, run_ids: list[str], status: str = "interrupted") -> None:
+        """Mark earlier live runs (of a process that was killed) as ended."""
+        if run_ids:
+            self._submit(
+                lambda: self._con.execute(
+                    "UPDATE runs SET status = ? WHERE status = 'live' AND run_id IN (SELECT unnest(?))",
+                    [status, run_ids],
+                )
+            )
 
     def feature_drift(self, rows: list[tuple], alarms: list[tuple]) -> None:
         """Feature drift per window (feature, seq, window, psi, ks, ks_pvalue) and its alarms
