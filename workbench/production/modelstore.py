@@ -205,7 +205,7 @@ class RedisStore(ModelStore):
     ``PREFIX:versions`` (a sorted set), ``PREFIX:current``; channel ``PREFIX:announce``."""
 
     def __init__(self, url: str):
-        import redis  # the production extra: only a Redis store needs it
+        import redis  # only a Redis store needs it
 
         self.url = url
         base, _, query = url.partition("?")
