@@ -123,7 +123,9 @@ class Part:
         self.args = args
         self.log = open(log, "ab") if log else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workbench.cli", *args], stdout=self.log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "workbench.cli", *args],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
 

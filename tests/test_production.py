@@ -103,7 +103,13 @@ def test_end_to_end_on_loopback(bundle, redis_server, kafka, tmp_path):
         metrics_port = free_port()
     db = tmp_path / "live.duckdb"
     cfg = deploy_config(
-        bundle, kafka.bootstrap, redis_server.url, db, replicas=2, port=port, metrics_port=metrics_port,
+        bundle,
+        kafka.bootstrap,
+        redis_server.url,
+        db,
+        replicas=2,
+        port=port,
+        metrics_port=metrics_port,
         ab={"b": str(bundle), "split": 0.3},
     )
     (tmp_path / "deploy.yaml").write_text(yaml.safe_dump(cfg))
@@ -127,8 +133,12 @@ def test_end_to_end_on_loopback(bundle, redis_server, kafka, tmp_path):
                 producer.label(i, y)
             producer.flush()
             n = half[-1][0] + 1
-            wait_for(lambda n=n: meta_of(redis_server.url, _current(redis_server.url))["n_updates"] == n, 60, 0.1,
-                     f"a version with {n} updates")
+            wait_for(
+                lambda n=n: meta_of(redis_server.url, _current(redis_server.url))["n_updates"] == n,
+                60,
+                0.1,
+                f"a version with {n} updates",
+            )
             current = _current(redis_server.url)
             wait_for(lambda c=current: all(_serving(u) == c for u in urls), 10, 0.02, "both replicas on it")
             for url in urls:
@@ -136,10 +146,18 @@ def test_end_to_end_on_loopback(bundle, redis_server, kafka, tmp_path):
 
         # rollback in the store: both replicas serve the version before, then its re-publication
         before = current
-        assert subprocess.run([*_cli(), "models", "rollback", "--store", redis_server.url],
-                              capture_output=True, text=True, check=True).returncode == 0
-        republished = wait_for(lambda: _current(redis_server.url) if _current(redis_server.url) > before else None,
-                               30, 0.05, "the learner to adopt the rollback")
+        assert (
+            subprocess.run(
+                [*_cli(), "models", "rollback", "--store", redis_server.url], capture_output=True, text=True, check=True
+            ).returncode
+            == 0
+        )
+        republished = wait_for(
+            lambda: _current(redis_server.url) if _current(redis_server.url) > before else None,
+            30,
+            0.05,
+            "the learner to adopt the rollback",
+        )
         meta = meta_of(redis_server.url, republished)
         assert meta["reason"] == "rollback" and meta["n_updates"] == N
         wait_for(lambda: all(_serving(u) == republished for u in urls), 10, 0.02, "both replicas rolled back")
@@ -183,8 +201,9 @@ def test_kill_9_loses_no_acknowledged_label(bundle, kafka, tmp_path):
     last published version and committed offsets and learns every label exactly once; the
     restarted replica serves the current version."""
     store_dir = tmp_path / "store"
-    cfg = deploy_config(bundle, kafka.bootstrap, str(store_dir), tmp_path / "live.duckdb", checkpoints={
-        "every": 40, "seconds": 0.3})
+    cfg = deploy_config(
+        bundle, kafka.bootstrap, str(store_dir), tmp_path / "live.duckdb", checkpoints={"every": 40, "seconds": 0.3}
+    )
     (tmp_path / "deploy.yaml").write_text(yaml.safe_dump(cfg))
     data = stream(N, seed=5)
     producer = Producer(kafka.bootstrap)
@@ -264,8 +283,12 @@ def store(request, tmp_path):
 
 def _publish(store, version: int, expect, n: int = 0, reason: str = "scheduled") -> bool:
     cp = snapshot("lr", {"weights": version}, version, n, {"accuracy": 0.5}, reason)
-    return store.publish({"version": version, "reason": reason, "n_updates": n, "sha256": cp.sha256,
-                          "metrics": cp.metrics}, cp.state, b"resume", expect)
+    return store.publish(
+        {"version": version, "reason": reason, "n_updates": n, "sha256": cp.sha256, "metrics": cp.metrics},
+        cp.state,
+        b"resume",
+        expect,
+    )
 
 
 def test_store_publishes_conditionally_and_rolls_back(store):
@@ -359,10 +382,19 @@ def test_alert_rules_pass_promtool(tmp_path):
                     {"series": 'workbench_served_accuracy{arm="b"}', "values": "0.9x5"},
                 ],
                 "alert_rule_test": [
-                    {"eval_time": "3m", "alertname": "WorkbenchServedBelowBaseline",
-                     "exp_alerts": [{"exp_labels": {"severity": "critical", "action": "rollback"},
-                                     "exp_annotations": {"summary": "Served accuracy is below the batch baseline: "
-                                                         "the update service rolls back"}}]},
+                    {
+                        "eval_time": "3m",
+                        "alertname": "WorkbenchServedBelowBaseline",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "critical", "action": "rollback"},
+                                "exp_annotations": {
+                                    "summary": "Served accuracy is below the batch baseline: "
+                                    "the update service rolls back"
+                                },
+                            }
+                        ],
+                    },
                     {"eval_time": "3m", "alertname": "WorkbenchDriftDetected", "exp_alerts": []},
                 ],
             },

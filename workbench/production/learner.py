@@ -223,6 +223,8 @@ class UpdateService:
                 "group.id": cfg.group_id,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
+                # a label is learned soon after it lands, not at the broker's next fetch deadline
+                "fetch.wait.max.ms": 10,
             }
         )
         topics = [cfg.events.topic, cfg.labels.topic] + ([cfg.predictions] if cfg.predictions else [])
