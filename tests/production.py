@@ -24,14 +24,16 @@ LEARNER = {
 }
 
 
-def make_bundle(folder: Path, n: int = 500, seed: int = 3) -> Path:
-    """An Agrawal classifier trained on ``n`` events, exported."""
+def make_bundle(folder: Path, n: int = 500, seed: int = 3, **science) -> Path:
+    """An Agrawal classifier trained on ``n`` events, exported (``science``: drift, guard,
+    checkpoints keys the update service then applies)."""
     config = {
         "name": "prod",
         "seed": seed,
         "source": {"kind": "synthetic", "generator": "agrawal", "n": n},
         "learners": [LEARNER],
         "metrics": ["accuracy", "log_loss"],
+        **science,
     }
     run = wb.run(config, db=folder / "offline.duckdb", progress=False)
     return export(run, "lr", folder / "bundle")
