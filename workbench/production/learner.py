@@ -24,16 +24,13 @@ the bundle's by more than ``drop`` is rolled back in the store.
 
 from __future__ import annotations
 
-import math
 import pickle
 import signal
 import threading
 import time
-from collections import deque
 from datetime import datetime, timezone
 from typing import Any
 
-import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from workbench import __version__
@@ -43,6 +40,7 @@ from workbench.evaluation.metrics import names_for
 from workbench.experiment import new_run_id
 from workbench.export.bundle import load as load_bundle
 from workbench.production.config import DeployConfig
+from workbench.production.feedback import Feedback
 from workbench.production.metrics import LearnerMetrics
 from workbench.production.modelstore import StoreError, open_store
 from workbench.runner import make_arm
@@ -54,10 +52,6 @@ from workbench.versioning import Checkpoint
 
 #: seconds between two hand-overs of steps to the DuckDB writer
 FLUSH_SECONDS = 1.0
-#: labels remembered for served predictions that have not arrived yet, and served predictions
-#: waiting for labels (the oldest are dropped beyond this)
-JOIN_CAP = 200_000
-_EPS = 1e-15
 
 
 def _experiment(bundle, cfg: DeployConfig) -> config_mod.Config:
@@ -100,14 +94,17 @@ class UpdateService:
         self.positions: dict[tuple[str, int], int] = {}
         self.waiting: dict[Any, tuple[int, Any]] = {}  # event id -> (seq, event) asked, no label yet
         self.early: dict[Any, Any] = {}  # event id -> label that came before its event
-        self.served_waiting: dict[str, list[dict]] = {}  # request id -> served predictions
-        self.recent_labels: dict[str, tuple[Any, float]] = {}  # id -> (label, its time) for late served
         self.seq = 0
         self.n_updates = 0
         self.previous_run: str | None = None
         self.current: int | None = None  # the store's current version, as this service last saw it
-        self._served_rows: list[tuple] = []
-        self._guard_windows: dict[str, deque] = {}
+        self.feedback = Feedback(
+            bundle.task != "regression",
+            self.metrics,
+            cfg.guard_window,
+            cfg.guard_drop,
+            bundle.manifest.get("metrics", {}).get("accuracy"),
+        )
         self._n_cps = 0
         self._updates_at_publish = 0
 
@@ -139,8 +136,9 @@ class UpdateService:
         self.arm.set_model(model)
         self.arm.version = max(m["version"] for m in self.store.versions())
         self.arm._pending = state["pending"]
-        for key in ("positions", "waiting", "early", "served_waiting", "recent_labels", "seq", "n_updates"):
+        for key in ("positions", "waiting", "early", "seq", "n_updates"):
             setattr(self, key, state[key])
+        self.feedback.restore(state["feedback"])
         self.previous_run = state["run_id"]
         self._updates_at_publish = self.n_updates
         self.current = meta["version"]
@@ -152,8 +150,7 @@ class UpdateService:
                 "waiting": self.waiting,
                 "early": self.early,
                 "pending": self.arm._pending,
-                "served_waiting": self.served_waiting,
-                "recent_labels": self.recent_labels,
+                "feedback": self.feedback.state(),
                 "seq": self.seq,
                 "n_updates": self.n_updates,
                 "run_id": self.run_id,
@@ -211,7 +208,7 @@ class UpdateService:
         self.supervisor._restart()
         self.current = current
         self._n_cps = before
-        self._guard_windows.clear()
+        self.feedback.restart()
         self._publish_new()
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -322,7 +319,8 @@ class UpdateService:
                     if answer is not None:
                         answers.append(answer)
             else:
-                self._served(value)
+                self.feedback.served(value)
+                self._served_guard()
             self.positions[(topic, partition)] = offset + 1
             if answers and (not batched or len(answers) >= cfg.batch_size):
                 self._learn(answers, batched)
@@ -343,7 +341,8 @@ class UpdateService:
 
     def _label(self, lab, ts: int | None) -> tuple | None:
         key = lab.key
-        self._join_served(str(key), lab.y, ts)
+        self.feedback.label(str(key), lab.y, ts)
+        self._served_guard()
         if key in self.waiting:
             seq, ev = self.waiting.pop(key)
             return seq, ev, lab.y, ts
@@ -360,109 +359,25 @@ class UpdateService:
         self.n_updates += len(answers)
         self.metrics.learned(answers, time.perf_counter() - started)
 
-    # -- served predictions -------------------------------------------------------------------------
-    def _served(self, value: bytes | None) -> None:
-        try:
-            rec = orjson.loads(value)
-            rid = str(rec["id"])
-        except (orjson.JSONDecodeError, TypeError, KeyError):
-            return  # not a served prediction of ours
-        if rid in self.recent_labels:
-            y, ts = self.recent_labels[rid]
-            self._score(rec, y, ts)
-        else:
-            self.served_waiting.setdefault(rid, []).append(rec)
-            _cap(self.served_waiting)
-
-    def _join_served(self, rid: str, y, ts: int | None) -> None:
-        for rec in self.served_waiting.pop(rid, ()):
-            self._score(rec, y, ts)
-        self.recent_labels[rid] = (y, ts)
-        _cap(self.recent_labels)
-
-    def _score(self, rec: dict, y, ts: int | None) -> None:
-        pred, proba = rec.get("prediction"), rec.get("proba")
-        classifier = self.bundle.task != "regression"
-        correct = (pred == y) if classifier and pred is not None else None
-        if classifier and proba:
-            p = next((p for label, p in proba if label == y), 0.0)
-            loss = -math.log(max(p, _EPS))
-        elif not classifier and pred is not None:
-            loss = (y - pred) ** 2
-        else:
-            loss = None
-        served_at = rec["served_at"] / 1000
-        labelled_at = ts / 1000 if ts is not None else time.time()
-        self._served_rows.append(
-            (
-                rec["id"],
-                rec["arm"],
-                rec["version"],
-                rec.get("answered", True),
-                _text(pred),
-                _text(y),
-                correct,
-                loss,
-                _utc(served_at),
-                _utc(labelled_at),
-                labelled_at - served_at,
-            )
-        )
-        self.metrics.served(rec, correct, max(0.0, time.time() - labelled_at))
-        if correct is not None and self.cfg.guard_drop is not None:
-            self._served_guard(rec, correct)
-
-    def _served_guard(self, rec: dict, correct: bool) -> None:
-        window = self._guard_windows.setdefault(rec["arm"], deque(maxlen=self.cfg.guard_window))
-        if rec["arm"] == "a" and rec["version"] != self.current:
-            return  # the guard watches the version served now
-        window.append(correct)
-        a = self._guard_windows.get("a")
-        if a is None or len(a) < a.maxlen:
-            return
-        b = self._guard_windows.get("b")
-        reference = (
-            (sum(b) / len(b))
-            if b is not None and len(b) == b.maxlen
-            else (self.bundle.manifest.get("metrics", {}).get("accuracy"))
-        )
-        if reference is None or sum(a) / len(a) >= reference - self.cfg.guard_drop:
+    def _served_guard(self) -> None:
+        """Roll back in the store when the served accuracy fell below the baseline's."""
+        if not self.feedback.breached():
             return
         try:
             self.store.rollback()
         except StoreError:
             return
-        self._guard_windows.clear()
         self._adopt("served_guard")
 
     # -- hand-overs ---------------------------------------------------------------------------------
     def _flush(self, final: bool = False) -> None:
         if final:
-            for rid, recs in self.served_waiting.items():
-                for rec in recs:
-                    self._served_rows.append(
-                        (
-                            rid,
-                            rec["arm"],
-                            rec["version"],
-                            rec.get("answered", True),
-                            _text(rec.get("prediction")),
-                            None,
-                            None,
-                            None,
-                            _utc(rec["served_at"] / 1000),
-                            None,
-                            None,
-                        )
-                    )
             self.arm.flush_unanswered()
-        self.metrics.unlabelled(len(self.served_waiting))
         self._publish_new()
         self.metrics.history(self.arm.batch)
         self._n_cps = 0
         self.writer.write([self.arm.take()])
-        rows, self._served_rows = self._served_rows, []
-        self.writer.served(rows)
+        self.writer.served(self.feedback.take(final))
         self.metrics.lag(self.consumer, self.positions)
 
 
@@ -478,19 +393,6 @@ def _answer_many(arm, answers: list[tuple]) -> None:
     for seq, ev, label, _ in answers:
         pred, predict_ns, version, _ = arm._pending.pop(seq)
         arm._record(seq, ev.time, label, pred, predict_ns, share, version)
-
-
-def _cap(d: dict) -> None:
-    while len(d) > JOIN_CAP:
-        del d[next(iter(d))]
-
-
-def _text(value) -> str | None:
-    return None if value is None else str(value)
-
-
-def _utc(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, timezone.utc)
 
 
 def main(cfg: DeployConfig) -> int:
