@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import signal
 import subprocess
 import urllib.request
@@ -123,6 +124,7 @@ def test_end_to_end_on_loopback(bundle, redis_server, kafka, tmp_path):
         producer = Producer(kafka.bootstrap)
         for i, x, _ in data:
             producer.event(i, x)
+        producer.producer.produce("events", b'{"id": 1, "salary": ')  # a bad record: a dead letter
         producer.flush()
         wait_for(lambda: metric(metrics_url, "workbench_consumer_lag", 'topic="events"') == 0, 60, 0.2, "events")
         # served predictions for the first half, before their labels come
@@ -179,6 +181,8 @@ def test_end_to_end_on_loopback(bundle, redis_server, kafka, tmp_path):
     steps = store.steps(run_id)
     assert steps.y_true.notna().sum() == N  # every label learned once
     assert set(store.rollbacks(run_id).reason) == {"manual"}
+    dead = store.dead_letters(run_id)
+    assert dead.origin.tolist() == [f"events/0/{N}"] and "not valid JSON" in dead.reason.iloc[0]
     served = store.served(run_id)
     probed = served.request_id.astype(int) >= 10_000
     assert served[probed].y_true.isna().all()  # the probes never got a label
@@ -411,3 +415,150 @@ def test_alert_rules_pass_promtool(tmp_path):
     (tmp_path / "tests.yml").write_text(json.dumps(tests))
     run = subprocess.run(["promtool", "test", "rules", str(tmp_path / "tests.yml")], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+# -- replicas, feedback, mini-batches (in process) --------------------------------------------------
+@pytest.fixture
+def replica_store(bundle, tmp_path):
+    store = DirectoryStore(tmp_path / "store")
+    store.put_bundle(bundle)
+    state = (bundle / "model.pkl").read_bytes()
+    sha = load(bundle).manifest["files"]["model.pkl"]
+    store.publish({"version": 1, "reason": "bundle", "n_updates": 0, "sha256": sha}, state, None, None)
+    return store
+
+
+def test_replica_answers_with_id_version_and_a_sticky_arm(bundle, replica_store):
+    from workbench.export.service import Refusal
+    from workbench.production.config import ABConfig
+    from workbench.production.replica import Replica, bucket
+
+    replica = Replica(replica_store.url, ab=ABConfig(str(bundle), split=0.5))
+    x = stream(1)[0][1]
+    try:
+        answers = [replica.predict({"features": x, "id": f"user-{i}"}) for i in range(200)]
+        assert all(a["version"] == 1 and a["id"] == f"user-{i}" for i, a in enumerate(answers))
+        arms = [a["arm"] for a in answers]
+        assert arms == ["b" if bucket(f"user-{i}") < 0.5 else "a" for i in range(200)]
+        assert 60 < arms.count("b") < 140
+        again = [replica.predict({"features": x, "id": f"user-{i}"})["arm"] for i in range(200)]
+        assert again == arms  # sticky: a key meets the same arm every time
+        keyed = replica.predict({"features": x, "id": "r1", "key": "user-3"})
+        assert keyed["arm"] == arms[3] and keyed["id"] == "r1"
+        batch = replica.predict({"instances": [x, x], "ids": ["p", 7]})
+        assert batch["ids"] == ["p", "7"] and len(batch["arms"]) == 2 and batch["versions"] == [1, 1]
+        assert len(replica.predict({"features": x})["id"]) == 32  # a fresh id when none is given
+        for body, field in (
+            ({"features": x, "id": [1]}, "id"),
+            ({"features": x, "id": 1.5}, "id"),
+            ({"instances": [x, x], "ids": ["only one"]}, "ids"),
+            ({"features": x, "id": "a", "colour": 1}, "colour"),
+        ):
+            with pytest.raises(Refusal) as err:
+                replica.predict(body)
+            assert err.value.status == 422 and field in json.dumps(err.value.detail)
+    finally:
+        replica.close()
+
+
+def test_feedback_joins_either_order_and_its_guard_trips():
+    from workbench.production.feedback import Feedback
+
+    class Quiet:
+        def served(self, *_):
+            pass
+
+        def unlabelled(self, *_):
+            pass
+
+    def served(rid, arm, pred, p=0.9):
+        rec = {
+            "id": rid,
+            "arm": arm,
+            "version": 3,
+            "prediction": pred,
+            "proba": [[pred, p], [1 - pred, 1 - p]],
+            "answered": arm == "a",
+            "served_at": 1_000,
+        }
+        return json.dumps(rec).encode()
+
+    fb = Feedback(True, Quiet(), window=10, drop=0.2, reference=0.9)
+    fb.served(served("1", "a", 1))
+    fb.label("1", 1, 2_000)  # label after its prediction
+    fb.label("2", 0, 3_000)
+    fb.served(served("2", "a", 1))  # prediction after its label
+    fb.served(b"not json")
+    fb.served(served("3", "a", 0))  # never labelled
+    rows = fb.take()
+    assert [(r[0], r[6]) for r in rows] == [("1", True), ("2", False)]
+    assert rows[0][7] == pytest.approx(-math.log(0.9)) and rows[0][10] == 1.0  # loss, label delay (s)
+    assert [r[0] for r in fb.take(final=True)] == ["3"]
+    assert not fb.breached()  # a window not yet full
+    for i in range(10):
+        fb.served(served(f"b{i}", "b", 1))
+        fb.served(served(f"b{i}", "a", 0))
+        fb.label(f"b{i}", 1, 5_000)
+    assert fb.breached()  # arm a at 0.0 against arm b at 1.0
+    fb.restart()
+    assert not fb.breached()
+
+
+def test_mini_batches_learn_many_then_score_each(bundle):
+    import pandas as pd
+
+    from workbench.events import Event
+    from workbench.production.learner import _answer_many
+    from workbench.runner import make_arm
+
+    model = load(bundle).model
+    twin = copy.deepcopy(model)
+    arm = make_arm("lr", model, "binary", ["accuracy"])
+    data = stream(32)
+    events = [Event(x, None, None, i) for i, x, _ in data]
+    for i, ev in enumerate(events):
+        arm.ask(i, ev)
+    before = [twin.predict_proba_one(ev.x) for ev in events]
+    _answer_many(arm, [(i, ev, y, None) for (i, ev), (_, _, y) in zip(enumerate(events), data, strict=True)])
+    twin.learn_many(pd.DataFrame([x for _, x, _ in data]), pd.Series([y for _, _, y in data]))
+    probe = stream(1, seed=4)[0][1]
+    assert arm.model.predict_proba_one(probe) == twin.predict_proba_one(probe)
+    rows = arm.take().rows
+    assert [r[0] for r in rows] == list(range(32)) and all(r[9] == arm.version for r in rows)
+    assert [r[4] for r in rows] == [max(p.values()) for p in before]  # scored what was predicted before
+
+
+def test_deploy_refuses_a_bad_config_before_starting_anything(bundle, tmp_path, capsys):
+    from workbench.cli import main
+
+    raw = deploy_config(bundle, "127.0.0.1:9", str(tmp_path / "s"), tmp_path / "db")
+    raw["deploy"]["replicas"] = -1
+    (tmp_path / "deploy.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["deploy", str(tmp_path / "deploy.yaml")]) == 2
+    assert "deploy.replicas" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
+def test_models_command_lists_and_rolls_back(replica_store, capsys):
+    from workbench.cli import main
+
+    state = replica_store.get(1)[1]
+    replica_store.publish(
+        {
+            "version": 2,
+            "reason": "scheduled",
+            "n_updates": 100,
+            "sha256": replica_store.get(1)[0]["sha256"],
+            "metrics": {"accuracy": 0.8},
+        },
+        state,
+        None,
+        1,
+    )
+    assert main(["models", "versions", "--store", replica_store.url]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[-1].startswith("* v2") and "accuracy 0.8000" in listed[-1]
+    assert main(["models", "rollback", "--store", replica_store.url]) == 0
+    assert replica_store.current() == 1
+    assert main(["models", "rollback", "--store", replica_store.url]) == 2
+    assert "no version before 1" in capsys.readouterr().err
