@@ -32,7 +32,11 @@ from workbench.versioning import restore
 
 #: versions kept in the store (the current one is never removed)
 KEEP = 20
-BUNDLE_FILES = ("config.yaml", "model.pkl", "settings.yaml", "manifest.json", "SHA256SUMS")
+
+
+def bundle_files(path: Path) -> dict[str, bytes]:
+    """Every file of a bundle directory (its own state folder and hidden files aside)."""
+    return {p.name: p.read_bytes() for p in sorted(Path(path).iterdir()) if p.is_file() and not p.name.startswith(".")}
 
 
 class StoreError(WorkbenchError):
@@ -122,8 +126,8 @@ class DirectoryStore(ModelStore):
 
     def put_bundle(self, path: Path) -> None:
         (self.root / "bundle").mkdir(exist_ok=True)
-        for name in BUNDLE_FILES:
-            _write_atomic(self.root / "bundle" / name, (Path(path) / name).read_bytes())
+        for name, data in bundle_files(path).items():
+            _write_atomic(self.root / "bundle" / name, data)
 
     def bundle_files(self) -> dict[str, bytes]:
         folder = self.root / "bundle"
@@ -223,7 +227,10 @@ class RedisStore(ModelStore):
         return ":".join([self.prefix, *map(str, parts)])
 
     def put_bundle(self, path: Path) -> None:
-        self.redis.hset(self._key("bundle"), mapping={n: (Path(path) / n).read_bytes() for n in BUNDLE_FILES})
+        with self.redis.pipeline() as pipe:  # one transaction: a replica never reads half a bundle
+            pipe.delete(self._key("bundle"))
+            pipe.hset(self._key("bundle"), mapping=bundle_files(path))
+            pipe.execute()
 
     def bundle_files(self) -> dict[str, bytes]:
         files = self.redis.hgetall(self._key("bundle"))
