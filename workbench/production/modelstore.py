@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
+from workbench.export.service import _write_atomic
 from workbench.production import signing
 from workbench.versioning import restore
 
@@ -93,15 +93,6 @@ class ModelStore:
 def version_meta(meta: dict[str, Any]) -> dict[str, Any]:
     """A version's meta as published: signed, and stamped with the publish time."""
     return {**meta, "signature": signing.sign(meta["sha256"]), "published_at": time.time()}
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class DirectoryStore(ModelStore):
@@ -240,23 +231,35 @@ class RedisStore(ModelStore):
 
     def publish(self, meta: dict, state: bytes, resume: bytes | None, expect: int | None) -> bool:
         version, meta = meta["version"], version_meta(meta)
+
+        def write(pipe) -> None:
+            pipe.set(self._key("v", version, "meta"), json.dumps(meta, default=str))
+            pipe.set(self._key("v", version, "state"), state)
+            if resume is not None:
+                pipe.set(self._key("v", version, "resume"), resume)
+            pipe.zadd(self._key("versions"), {version: version})
+
+        if not self._move_current(version, expect, write):
+            return False
+        self._prune()
+        return True
+
+    def _move_current(self, version: int, expect: int | None, write=None) -> bool:
+        """In one transaction, only if ``current`` is still ``expect``: ``write``, then point
+        ``current`` at ``version`` and announce it."""
         with self.redis.pipeline() as pipe:
             try:
                 pipe.watch(self._key("current"))
                 if self._current(pipe.get(self._key("current"))) != expect:
                     return False
                 pipe.multi()
-                pipe.set(self._key("v", version, "meta"), json.dumps(meta, default=str))
-                pipe.set(self._key("v", version, "state"), state)
-                if resume is not None:
-                    pipe.set(self._key("v", version, "resume"), resume)
-                pipe.zadd(self._key("versions"), {version: version})
+                if write is not None:
+                    write(pipe)
                 pipe.set(self._key("current"), version)
                 pipe.publish(self._key("announce"), version)
                 pipe.execute()
             except self.watch_error:
                 return False
-        self._prune()
         return True
 
     def _prune(self) -> None:
@@ -292,18 +295,7 @@ class RedisStore(ModelStore):
         return self._current(self.redis.get(self._key("current")))
 
     def set_current(self, version: int, expect: int | None) -> bool:
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(self._key("current"))
-                if self._current(pipe.get(self._key("current"))) != expect:
-                    return False
-                pipe.multi()
-                pipe.set(self._key("current"), version)
-                pipe.publish(self._key("announce"), version)
-                pipe.execute()
-            except self.watch_error:
-                return False
-        return True
+        return self._move_current(version, expect)
 
     def wait(self, seen: int | None, timeout: float) -> int | None:
         """The current version once it differs from ``seen`` (an announcement wakes it), or after
