@@ -240,6 +240,14 @@ def test_kill_9_loses_no_acknowledged_label(bundle, kafka, tmp_path):
         answer = call(f"http://127.0.0.1:{port}/predict", {"features": x})[1]
         expected = reference(bundle, data, N).predict_proba_one(x)  # each label once, in order
         assert as_json(expected) == pytest.approx(answer["proba"], abs=1e-12)
+        # the group's committed offsets are the published version's positions: every label read
+        learner.stop()
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "workbench-learner"})
+        committed = consumer.committed([TopicPartition("labels", 0), TopicPartition("events", 0)], timeout=10)
+        consumer.close()
+        assert [tp.offset for tp in committed] == [N, N]
     finally:
         learner.stop()
         replica.stop()

@@ -94,7 +94,9 @@ def add_production_commands(sub) -> None:
     def deploy_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("config", help="a bundle directory, or a YAML file with a deploy: key")
         p.add_argument("--store", default=None, help="model store: a directory or redis://host:port/db")
-        p.add_argument("--bootstrap-servers", default=None, metavar="HOST:PORT")
+        p.add_argument(
+            "--bootstrap-servers", default=None, metavar="HOST:PORT", help="Kafka (deploy.kafka.bootstrap_servers)"
+        )
         p.add_argument("--db", default=None, help="DuckDB file for the live run (default: runs/workbench.duckdb)")
         p.add_argument(
             "--set",
@@ -132,11 +134,11 @@ def add_production_commands(sub) -> None:
         help="list the versions of a model store, or roll every replica back",
         description="versions: list them (* marks the one served). rollback: serve an earlier one.",
     )
-    p.add_argument("action", choices=["versions", "rollback"])
-    p.add_argument("--store", required=True, metavar="URL")
+    p.add_argument("action", choices=["versions", "rollback"], help="list the versions, or roll back")
+    p.add_argument("--store", required=True, metavar="URL", help="a store directory or redis://host:port/db")
     p.add_argument("--to", type=int, default=None, metavar="VERSION", help="default: the one before the current")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("alert-rules", help="write the production alerts as a Prometheus rules file")
-    p.add_argument("-o", "--output", default="alerts.yml")
+    p.add_argument("-o", "--output", default="alerts.yml", help="the rules file to write")
     p.set_defaults(func=cmd_alert_rules)
