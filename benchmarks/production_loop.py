@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import secrets
 import sys
 import tempfile
 import threading
@@ -69,6 +71,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--labels", type=int, default=1500)
     args = parser.parse_args()
+    os.environ.setdefault("WORKBENCH_SIGNING_KEY", secrets.token_hex(32))  # bundles and versions are signed
     folder = Path(tempfile.mkdtemp(prefix="workbench-production-bench-"))
     bundle = make_bundle(folder)
     redis = Redis()

@@ -17,12 +17,11 @@ from kafka_mock import MockCluster
 from production import Part, Producer, Redis, deploy_config, free_port, make_bundle, stream, wait_for
 from serving import call
 
-from workbench.errors import ConfigError
+from workbench.errors import BundleError, ConfigError
 from workbench.export import load
 from workbench.production import config as deploy_cfg
 from workbench.production.alerts import write_rules
 from workbench.production.modelstore import DirectoryStore, StoreError, open_store
-from workbench.production.signing import SignatureError
 from workbench.store import Store
 from workbench.versioning import snapshot
 
@@ -58,8 +57,9 @@ def reference(bundle: Path, labelled: list[tuple], n: int):
 
 
 def as_json(proba: dict) -> dict:
-    """Probabilities as a JSON answer has them (keys as text)."""
-    return {str(k).lower(): v for k, v in proba.items()}
+    """Probabilities keyed by the 0/1 label, whether a model says False/True (River's logistic
+    regression) or the service answers in the stream's own labels."""
+    return {"1" if str(k).lower() in ("1", "true") else "0": v for k, v in proba.items()}
 
 
 def metric(url: str, name: str, labels: str = "") -> float | None:
@@ -85,11 +85,13 @@ def assert_served_by(url: str, bundle: Path, data: list, store_url: str, probes:
         status, answer = call(url + "/predict", {"features": x, "id": rid})
         assert status == 200, answer
         if answer["arm"] != "a":
-            assert answer["proba"] == pytest.approx(as_json(load(bundle).model.predict_proba_one(x)), abs=1e-12)
+            assert as_json(answer["proba"]) == pytest.approx(
+                as_json(load(bundle).model.predict_proba_one(x)), abs=1e-12
+            )
             continue
         n = meta_of(store_url, answer["version"])["n_updates"]
         expected = reference(bundle, data, n).predict_proba_one(x)
-        assert as_json(expected) == pytest.approx(answer["proba"], abs=1e-12)
+        assert as_json(expected) == pytest.approx(as_json(answer["proba"]), abs=1e-12)
         versions.add(answer["version"])
     assert len(versions) == 1, f"{url} answered with several versions at rest: {versions}"
     return versions.pop()
@@ -169,7 +171,7 @@ def test_end_to_end_on_loopback(bundle, redis_server, kafka, tmp_path):
                 answer = call(url + "/predict", {"features": x, "id": rid})[1]
                 if answer["arm"] == "a":
                     expected = reference(bundle, data, earlier["n_updates"]).predict_proba_one(x)
-                    assert as_json(expected) == pytest.approx(answer["proba"])
+                    assert as_json(expected) == pytest.approx(as_json(answer["proba"]))
         assert metric(metrics_url, "workbench_updates_total") == N
     finally:
         assert deploy.stop(signal.SIGTERM, 60) == 0, (tmp_path / "deploy.log").read_text()[-3000:]
@@ -239,7 +241,7 @@ def test_kill_9_loses_no_acknowledged_label(bundle, kafka, tmp_path):
         x = data[0][1]
         answer = call(f"http://127.0.0.1:{port}/predict", {"features": x})[1]
         expected = reference(bundle, data, N).predict_proba_one(x)  # each label once, in order
-        assert as_json(expected) == pytest.approx(answer["proba"], abs=1e-12)
+        assert as_json(expected) == pytest.approx(as_json(answer["proba"]), abs=1e-12)
         # the group's committed offsets are the published version's positions: every label read
         learner.stop()
         from confluent_kafka import Consumer, TopicPartition
@@ -252,7 +254,7 @@ def test_kill_9_loses_no_acknowledged_label(bundle, kafka, tmp_path):
         learner.stop()
         replica.stop()
     runs = Store(tmp_path / "live.duckdb").runs()
-    assert list(runs.status) == ["interrupted", "stopped"]
+    assert list(runs.status) == ["crashed", "stopped"]  # the killed one, as any killed run
 
 
 def _cli() -> list[str]:
@@ -329,15 +331,25 @@ def test_store_announces_each_version(store):
     assert store.wait(1, 10) == 2
 
 
-def test_store_refuses_tampered_or_unsigned_versions(store, monkeypatch):
-    _publish(store, 1, None)
-    monkeypatch.setenv("WORKBENCH_SIGNING_KEY", "secret")
-    with pytest.raises(SignatureError, match="not signed"):
+def test_store_refuses_unsigned_or_wrongly_signed_versions(store, monkeypatch):
+    key = "WORKBENCH_SIGNING_KEY"
+    monkeypatch.delenv(key)
+    _publish(store, 1, None)  # published without a key: unsigned
+    assert store.load(1, trust_unsigned=True)[1] == {"weights": 1}
+    with pytest.raises(BundleError, match="not signed"):
+        store.load(1)
+    monkeypatch.setenv(key, "k" * 40)
+    with pytest.raises(BundleError, match="not signed.*--trust-unsigned"):
         store.load(1)
     _publish(store, 2, 1)
     assert store.load(2)[1] == {"weights": 2}
-    monkeypatch.setenv("WORKBENCH_SIGNING_KEY", "another")
-    with pytest.raises(SignatureError, match="does not match"):
+    monkeypatch.setenv(key, "j" * 40)
+    with pytest.raises(BundleError, match="does not match"):
+        store.load(2)
+    with pytest.raises(BundleError, match="does not match"):
+        store.load(2, trust_unsigned=True)  # trusting unsigned versions never accepts a wrong signature
+    monkeypatch.delenv(key)
+    with pytest.raises(BundleError, match="no signing key here"):
         store.load(2)
 
 

@@ -138,7 +138,8 @@ def test_a_failing_learner_marks_the_run_failed(db):
         task = "Binary classification"
 
         def __iter__(self):
-            yield from [({"a": 1.0}, True)] * 100
+            # past the first 200 events, which preprocessing is checked against before the run
+            yield from [({"a": 1.0}, True)] * 300
             yield {"a": "oops"}, False  # the scaler cannot handle a string
 
     config = {"name": "breaks", "learners": agrawal_config()["learners"][:1]}
@@ -147,7 +148,7 @@ def test_a_failing_learner_marks_the_run_failed(db):
     runs = wb.connect(str(db)).runs()
     assert runs.status.tolist() == ["failed"]
     assert runs.error.iloc[0].startswith("TypeError")
-    assert wb.connect(str(db)).sql("SELECT count(*) AS n FROM steps").n.iloc[0] == 100
+    assert wb.connect(str(db)).sql("SELECT count(*) AS n FROM steps").n.iloc[0] == 300
 
 
 def test_a_second_process_gets_a_clear_error_on_a_busy_database(db):
@@ -220,8 +221,8 @@ def test_rolling_metrics_river_computes_match_river_rolling(db):
         expected = utils.Rolling(metric, window_size=300)
         values = {}
         for seq, y, pred, p in zip(steps.seq, steps.y_true, steps.y_pred, steps.y_proba, strict=False):
-            y, pred = int(y), pred == "true"
-            expected.update(y, {pred: p, not pred: 1 - p} if name == "roc_auc" else pred)
+            y, pred = int(y), int(pred)  # labels 0/1, and predictions in the same vocabulary
+            expected.update(y, {pred: p, 1 - pred: 1 - p} if name == "roc_auc" else pred)
             values[seq] = expected.get()
         assert lr.value.tolist() == pytest.approx([values[s] for s in lr.seq])
     with pytest.raises(wb.WorkbenchError, match="rolling metric 'mae' is not available for this binary run"):

@@ -48,7 +48,16 @@ def serve_replica(args: argparse.Namespace) -> int:
     if args.ab_b is not None:
         b = int(args.ab_b) if args.ab_b.isdigit() else args.ab_b
         ab = _ab({"b": b, "split": args.ab_split, "shadow": args.ab_shadow})
-    serve(args.store, args.host, args.port, args.token, args.predictions_topic, args.bootstrap_servers, ab)
+    serve(
+        args.store,
+        args.host,
+        args.port,
+        args.token,
+        args.predictions_topic,
+        args.bootstrap_servers,
+        ab,
+        args.trust_unsigned,
+    )
     return 0
 
 

@@ -18,6 +18,7 @@ deploy:
   metrics_port: 9108                      # the update service's Prometheus metrics
   ab: {b: 3, split: 0.5, shadow: false}   # b: a version of the store, or a bundle path
   served_guard: {window: 500, drop: 0.05} # served accuracy this far below arm b's (or the bundle's): roll back
+  trust_unsigned: false                   # load an unsigned bundle and unsigned versions (no signing key)
 ```
 """
 
@@ -84,6 +85,7 @@ class DeployConfig:
     ab: ABConfig | None = None
     guard_window: int = 500
     guard_drop: float | None = None
+    trust_unsigned: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The ``deploy:`` mapping that ``parse`` reads back to an equal config."""
@@ -97,6 +99,8 @@ class DeployConfig:
             **({"predictions": self.predictions} if self.predictions else {}),
         }
         out["checkpoints"] = {"every": self.every, "seconds": self.seconds}
+        if self.trust_unsigned:
+            out["trust_unsigned"] = True
         if self.metrics_port is not None:
             out["metrics_port"] = self.metrics_port
         if self.ab is not None:
@@ -199,6 +203,9 @@ def parse(raw: dict) -> DeployConfig:
     cfg.seconds = float(seconds)
     if raw.get("ab") is not None:
         cfg.ab = _ab(raw["ab"])
+    if not isinstance(raw.get("trust_unsigned", False), bool):
+        raise ConfigError("deploy.trust_unsigned", f"expected true or false, got {raw['trust_unsigned']!r}")
+    cfg.trust_unsigned = raw.get("trust_unsigned", False)
     if raw.get("served_guard") is not None:
         guard = raw["served_guard"]
         if not isinstance(guard, dict):

@@ -38,6 +38,8 @@ def commands(cfg: DeployConfig, config_file: Path) -> dict[str, list[str]]:
             command += ["--ab-b", str(cfg.ab.b), "--ab-split", str(cfg.ab.split)] + (
                 ["--ab-shadow"] if cfg.ab.shadow else []
             )
+        if cfg.trust_unsigned:
+            command.append("--trust-unsigned")
         parts[f"replica-{i}"] = command
     return parts
 

@@ -75,7 +75,7 @@ class UpdateService:
     def __init__(self, cfg: DeployConfig):
         self.cfg = cfg
         self.store = open_store(cfg.store)
-        self.bundle = bundle = load_bundle(cfg.bundle)
+        self.bundle = bundle = load_bundle(cfg.bundle, cfg.trust_unsigned)
         self.learner = bundle.learner
         self.experiment = exp = _experiment(bundle, cfg)
         task = bundle.task
@@ -96,7 +96,6 @@ class UpdateService:
         self.early: dict[Any, Any] = {}  # event id -> label that came before its event
         self.seq = 0
         self.n_updates = 0
-        self.previous_run: str | None = None
         self.current: int | None = None  # the store's current version, as this service last saw it
         self.feedback = Feedback(
             bundle.task != "regression",
@@ -132,14 +131,13 @@ class UpdateService:
             return
         meta, blob = resume
         state = pickle.loads(blob)
-        _, model = self.store.load(meta["version"])
+        _, model = self.store.load(meta["version"], self.cfg.trust_unsigned)
         self.arm.set_model(model)
         self.arm.version = max(m["version"] for m in self.store.versions())
         self.arm._pending = state["pending"]
         for key in ("positions", "waiting", "early", "seq", "n_updates"):
             setattr(self, key, state[key])
         self.feedback.restore(state["feedback"])
-        self.previous_run = state["run_id"]
         self._updates_at_publish = self.n_updates
         self.current = meta["version"]
 
@@ -245,8 +243,6 @@ class UpdateService:
             status="live",
         )
         self.writer.feature_schema(self._schema())
-        if self.previous_run:
-            self.writer.end_stale([self.previous_run])
         self.metrics.serve(cfg.metrics_port)
         self._publish_new()
         started, status, error = time.perf_counter(), "stopped", None

@@ -61,12 +61,13 @@ class Replica(Service):
         predictions: str | None = None,
         bootstrap_servers: str | None = None,
         ab: ABConfig | None = None,
+        trust_unsigned: bool = False,
     ):
         self.store = open_store(store)
         folder = Path(tempfile.mkdtemp(prefix="workbench-replica-"))
         for name, data in self._bundle_files().items():
             (folder / name).write_bytes(data)
-        super().__init__(folder, folder / "state")
+        super().__init__(folder, folder / "state", trust_unsigned=trust_unsigned)
         current = self.store.wait(None, FIRST_VERSION_WAIT)
         if current is None:
             raise RuntimeError(f"{self.store.url} has no published version after {FIRST_VERSION_WAIT:.0f} s")
@@ -79,7 +80,7 @@ class Replica(Service):
             if isinstance(ab.b, int):
                 self.b = self._arm("b", ab.b)
             else:
-                bundle = load_bundle(ab.b)
+                bundle = load_bundle(ab.b, trust_unsigned)
                 self.b = Arm("b", bundle.model, bundle.version, self.classifier and gives_proba(bundle.model))
         self.topic = predictions
         self.producer = None
@@ -102,7 +103,7 @@ class Replica(Service):
                 time.sleep(0.1)
 
     def _arm(self, name: str, version: int) -> Arm:
-        meta, model = self.store.load(version)
+        meta, model = self.store.load(version, self.trust_unsigned)
         return Arm(name, model, version, self.classifier and gives_proba(model))
 
     def _serve(self, arm: Arm) -> None:
@@ -121,7 +122,7 @@ class Replica(Service):
                 current = self.store.wait(seen, 1.0)
                 if current is None or current == seen:
                     continue
-                meta, model = self.store.load(current)
+                meta, model = self.store.load(current, self.trust_unsigned)
             except Exception as exc:  # a store that is briefly unreachable: keep serving, retry
                 print(f"workbench serve: cannot follow the store: {exc}", flush=True)
                 time.sleep(0.5)
@@ -233,13 +234,14 @@ def serve(
     predictions: str | None = None,
     bootstrap_servers: str | None = None,
     ab: ABConfig | None = None,
+    trust_unsigned: bool = False,
 ) -> None:
     """Serve the store's current version until interrupted, following every new one."""
     import uvicorn
 
     from workbench.export.app import create_app
 
-    replica = Replica(store, predictions, bootstrap_servers, ab)
+    replica = Replica(store, predictions, bootstrap_servers, ab, trust_unsigned)
     app = create_app(replica, token)
 
     async def start_following() -> None:

@@ -1,46 +1,36 @@
-"""Signatures of published versions: HMAC-SHA256 of a version's SHA-256, with the key the bundle
-signing uses (``$WORKBENCH_SIGNING_KEY``, or the file named by ``$WORKBENCH_SIGNING_KEY_FILE``).
+"""Signatures of published versions: HMAC-SHA256 of a version's SHA-256 with the key bundles are
+signed with (``workbench.export.signing``: ``$WORKBENCH_SIGNING_KEY`` or
+``$WORKBENCH_SIGNING_KEY_FILE``).
 
-Without a key, versions are published unsigned and loaded after their hash is checked. With a
-key, a replica refuses a version whose signature is missing or wrong: whoever can write to the
-store but does not hold the key cannot make replicas unpickle a model of theirs.
+The update service signs every version it publishes when it has the key. A replica, like
+``workbench serve``, refuses a version that is unsigned, signed with another key, or that it has
+no key to check, before unpickling it — unless it was started with ``--trust-unsigned`` (then an
+unsigned version is loaded after its SHA-256 is checked). Whoever can write to the store but does
+not hold the key cannot make replicas run a pickle of theirs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import os
-from pathlib import Path
 
-from workbench.errors import WorkbenchError
+from workbench.errors import BundleError
+from workbench.export.signing import sign_bytes, signing_key
 
-KEY_ENV, KEY_FILE_ENV = "WORKBENCH_SIGNING_KEY", "WORKBENCH_SIGNING_KEY_FILE"
-
-
-class SignatureError(WorkbenchError):
-    """A version whose signature is missing or does not match the key."""
-
-
-def key() -> bytes | None:
-    if os.environ.get(KEY_ENV):
-        return os.environ[KEY_ENV].encode()
-    if os.environ.get(KEY_FILE_ENV):
-        return Path(os.environ[KEY_FILE_ENV]).read_bytes().strip()
-    return None
+_TRUST = "start the replica with --trust-unsigned to load unsigned versions"
 
 
 def sign(sha256: str) -> str | None:
-    secret = key()
-    return None if secret is None else hmac.new(secret, sha256.encode(), hashlib.sha256).hexdigest()
+    key = signing_key()
+    return None if key is None else sign_bytes(sha256.encode(), key)
 
 
-def check(meta: dict, where: str) -> None:
-    """Refuse ``meta`` when a key is set and its signature does not match it."""
-    expected = sign(meta["sha256"])
-    if expected is None:
-        return
-    if not meta.get("signature"):
-        raise SignatureError(f"{where} is not signed, and ${KEY_ENV} is set: refusing to load it")
-    if not hmac.compare_digest(expected, meta["signature"]):
-        raise SignatureError(f"{where}: its signature does not match ${KEY_ENV}: refusing to load it")
+def check(meta: dict, where: str, trust_unsigned: bool = False) -> None:
+    """Refuse ``meta`` unless its signature matches the key (or ``trust_unsigned`` allows none)."""
+    signature, key = meta.get("signature"), signing_key()
+    if not signature or key is None:
+        if trust_unsigned:
+            return
+        why = "is not signed" if not signature else "is signed, but there is no signing key here to check it"
+        raise BundleError(f"{where} {why}: refusing to load it ({_TRUST})")
+    if not hmac.compare_digest(signature, sign_bytes(meta["sha256"].encode(), key)):
+        raise BundleError(f"{where}: its signature does not match this signing key: refusing to load it")
