@@ -9,7 +9,8 @@ from packaging.requirements import Requirement
 
 # conda-forge names of packages whose PyPI name differs
 CONDA_NAMES = {"duckdb": "python-duckdb", "confluent-kafka": "python-confluent-kafka",
-               "uvicorn": "uvicorn-standard", "prometheus-client": "prometheus_client", "ray": "ray-core"}
+               "uvicorn": "uvicorn-standard", "prometheus-client": "prometheus_client", "ray": "ray-core",
+               "redis": "redis-py"}
 
 
 def test_environment_yml_matches_pyproject():

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.errors import WorkbenchError
+from workbench.production.cli import add_production_commands, add_replica_arguments
 from workbench.store import DEFAULT_DB
 
 DEMO_EXPERIMENTS = ["agrawal_drifts.yaml", "kafka_loans.yaml"]
@@ -235,6 +236,10 @@ def cmd_verify_bundle(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from workbench.export.app import serve
 
+    if args.store:
+        from workbench.production.cli import serve_replica
+
+        return serve_replica(args)
     serve(
         args.bundle,
         host=args.host,
@@ -316,7 +321,12 @@ def add_export_commands(sub, with_db) -> None:
     p.set_defaults(func=cmd_sign_bundle)
 
     p = sub.add_parser("serve", help="serve a bundle over HTTP: predict, learn, roll back, metrics")
-    p.add_argument("bundle", metavar="DIR", help="the bundle (a directory written by `workbench export`)")
+    p.add_argument(
+        "bundle",
+        metavar="DIR",
+        nargs="?",
+        help="the bundle (a directory written by `workbench export`; not with --store)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--token", default=None, help="token for /learn and /rollback (default: $WORKBENCH_TOKEN)")
@@ -330,6 +340,8 @@ def add_export_commands(sub, with_db) -> None:
     p.add_argument("--protect-predict", action="store_true", help="require the token for /predict too")
     p.add_argument("--trust-unsigned", action="store_true", help=_TRUST_HELP)
     p.set_defaults(func=cmd_serve)
+    add_replica_arguments(p)
+    add_production_commands(sub)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

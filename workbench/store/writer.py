@@ -186,9 +186,11 @@ class RunWriter:
         self._queue.put(job)
 
     # -- what the replay calls ----------------------------------------------------------------
-    def begin(self, name: str, config: dict[str, Any], task: str, seed: int, version: str) -> None:
+    def begin(
+        self, name: str, config: dict[str, Any], task: str, seed: int, version: str, status: str = "running"
+    ) -> None:
         row = [
-            self.run_id, name, "running", json.dumps(config, default=str), now(), task, seed, version,
+            self.run_id, name, status, json.dumps(config, default=str), now(), task, seed, version,
             os.getpid(), socket.gethostname(),
         ]
         self._submit(
@@ -299,6 +301,11 @@ class RunWriter:
             "ORDER BY version DESC LIMIT $keep)",
             {"run": self.run_id, "learner": learner, "keep": self.keep},
         )
+
+    def served(self, rows: list[tuple]) -> None:
+        """Served predictions joined with their labels (the ``served`` table's columns after run_id)."""
+        if rows:
+            self._submit(lambda: self._insert_rows("served", None, rows))
 
     def feature_drift(self, rows: list[tuple], alarms: list[tuple]) -> None:
         """Feature drift per window (feature, seq, window, psi, ks, ks_pvalue) and its alarms
