@@ -15,7 +15,7 @@ $(VENV)/.installed-base: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[test,ray]'
 	# An optional dependency of jupyter-events that costs ~2 s in every kernel start.
 	-$(PIP) uninstall -y rfc3987-syntax
 	touch $@ $(VENV)/.installed-base

@@ -16,7 +16,7 @@ from workbench.errors import ConfigError, DatabaseLockedError, WorkbenchError
 from workbench.evaluation.ab import AB_COLUMNS
 from workbench.evaluation.metrics import allowed as allowed_metrics
 from workbench.evaluation.metrics import make as make_metric
-from workbench.store import schema, snapshot
+from workbench.store import schema, snapshot, sweeps
 
 DEFAULT_DB = "runs/workbench.duckdb"
 
@@ -183,6 +183,24 @@ class Store:
         """
         with self._connect() as con:
             return con.execute(query, {"run": run_id, "points": points}).df()
+
+    # -- sweeps (issue 12): the sweeps and sweep_runs tables -----------------------------------
+    def sweeps(self) -> pd.DataFrame:
+        with self._connect() as con:
+            if not sweeps.has_tables(con):
+                return pd.DataFrame(columns=[c for c in sweeps.columns("sweeps") if c != "config"])
+            return con.execute("SELECT * EXCLUDE (config) FROM sweeps ORDER BY created_at").df()
+
+    def sweep_runs(self, sweep_id: str) -> pd.DataFrame:
+        with self._connect() as con:
+            if not sweeps.has_tables(con):
+                return pd.DataFrame(columns=sweeps.columns("sweep_runs"))
+            return con.execute("SELECT * FROM sweep_runs WHERE sweep_id = ? ORDER BY rung, idx", [sweep_id]).df()
+
+    def leaderboard(self, sweep_id: str) -> pd.DataFrame:
+        """The runs of a sweep, best first by its objective, one column per swept parameter."""
+        with self._connect() as con:
+            return sweeps.leaderboard(con, sweep_id)
 
     # -- drift, versions, A/B and calibration (issue 4) -------------------------------------
     def drift_events(self, run_id: str) -> pd.DataFrame:
