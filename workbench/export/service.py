@@ -184,12 +184,14 @@ class Service:
         checkpoint_every: int = 1000,
         trust_unsigned: bool = False,
         keep: int = 10,
+        lock: bool = True,
     ):
         self.trust_unsigned = trust_unsigned
         self.bundle = bundle if isinstance(bundle, Bundle) else load(bundle, trust_unsigned)
         self.state_dir = Path(state_dir) if state_dir else self.bundle.path / "state"
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = _lock(self.state_dir)
+        # one learning server per folder; a server that only predicts (read-only) writes no checkpoint
+        self._lock = _lock(self.state_dir) if lock else None
         self.checkpoint_every = checkpoint_every
         self.keep = keep  # checkpoints kept in state_dir (the bundle's version is always there)
         self._pruned: list[int] = []  # versions dropped from the list, whose files go next
@@ -531,7 +533,8 @@ class Service:
 
     def close(self) -> None:
         os.close(self._counter)
-        os.close(self._lock)
+        if self._lock is not None:
+            os.close(self._lock)
 
 
 def _lock(state_dir: Path) -> int:
