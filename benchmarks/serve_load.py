@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -135,6 +137,8 @@ def demo_bundle(folder: Path, n: int) -> tuple[Path, dict]:
         progress=False,
         overrides=[f"source.n={n}", "source.drifts=[]"],
     )
+    # the server started next inherits the key the bundle is signed with
+    os.environ.setdefault("WORKBENCH_SIGNING_KEY", secrets.token_hex(32))
     bundle = wb.export(run, "logreg", folder / "bundle")
     # the features of a real event of the stream, as a client would send them
     config = load_config(bundle / "config.yaml")
