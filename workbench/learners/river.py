@@ -40,7 +40,12 @@ def instantiate(spec: ModelSpec, key: str) -> Any:
 
 
 def build(config: LearnerConfig, task: str, key: str) -> base.Estimator:
-    """The learner's River pipeline, checked against the stream's task."""
+    """The learner's River pipeline, checked against the stream's task (a ``capymoa.`` model
+    is built by workbench.learners.capymoa)."""
+    if config.model.strip().startswith("capymoa."):
+        from workbench.learners import capymoa
+
+        return capymoa.build(config, task, key)
     steps = [instantiate(p, f"{key}.preprocessing[{i}]") for i, p in enumerate(config.preprocessing)]
     model = instantiate(ModelSpec(config.model, config.params), key)
     for i, step in enumerate(steps):
@@ -55,8 +60,11 @@ def build(config: LearnerConfig, task: str, key: str) -> base.Estimator:
 
 def gives_proba(model: base.Estimator) -> bool:
     """Whether a model gives class probabilities (River's base classifier raises otherwise)."""
+    # Asked of an untrained twin: an untrained model may set itself up on the first question
+    # (River's ARF builds its trees for the features of the dict it is shown, here none).
+    probe = model.clone() if isinstance(model, base.Estimator) else model
     try:
-        model.predict_proba_one({})
+        probe.predict_proba_one({})
     except (AttributeError, NotImplementedError):  # a regressor (a pipeline has the method anyway)
         return False
     except Exception:  # an untrained model may fail on an empty dict for other reasons
