@@ -1,7 +1,8 @@
 """Resolve dotted names like ``river.linear_model.LogisticRegression`` — from an allow-list only.
 
 A config must never import arbitrary code: only names under ``river.``, ``sklearn.``,
-``workbench.`` and the packages registered in the ``workbench.learners`` entry-point group
+``workbench.``, ``capymoa.`` (the optional MOA backend; its learners are kind-checked in
+workbench.learners.capymoa) and the packages registered in the ``workbench.learners`` entry-point group
 resolve.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from workbench.errors import ConfigError
 
-BUILTIN_ROOTS = ("river", "sklearn", "workbench")
+BUILTIN_ROOTS = ("river", "sklearn", "workbench", "capymoa")
 ENTRY_POINT_GROUP = "workbench.learners"
 
 
