@@ -1,21 +1,29 @@
-"""Serving latency and throughput on loopback: a served demo bundle vs no-op endpoints.
+"""Serving latency and throughput on loopback: a served demo bundle vs a no-op endpoint floor.
 
 The demo experiment (StandardScaler | LogisticRegression on Agrawal) is replayed, its learner
 exported and served with `workbench serve` (uvicorn, uvloop, httptools). In the same run, with
-the same load tool, the same server stack answers from a no-op raw-ASGI endpoint and a no-op
-FastAPI endpoint: the machine is shared and noisy, so only figures measured side by side mean
-anything. Load comes from `hey` (Debian: `apt-get install hey`), which shares the 2 cores.
+the same load tool, the same server stack answers from a no-op raw-ASGI endpoint (the floor) and
+a no-op FastAPI endpoint: the machine is shared and noisy, so only figures measured side by side
+mean anything. Load comes from `hey` (Debian: `apt-get install hey`), which shares the 2 cores.
 
-Targets: p95 < 10 ms for single predictions at 1,000 requests/s; >= 10,000 predictions/s
-through the batch endpoint.
+It prints, each with its target:
+1. single predictions at --rate requests/s from --clients concurrent clients (`hey -c 50 -q 20`):
+   p95 of /predict over p95 of the no-op raw-ASGI floor (target <= 2x);
+2. big batches beside single predictions: single-prediction p99 alone, then while clients send
+   batches of --batch instances unthrottled (target: p99 within 2x of alone, and under 10 ms),
+   and the 413 a batch over --max-batch gets;
+3. throughput of batches (target >= 10,000 predictions/s);
+4. multi-process serving of the predict path (`--workers N --read-only`): the highest of
+   --ladder rates each server holds at p95 < 10 ms, and that rate per core it uses.
 
-    python benchmarks/serve_load.py [--seconds 10] [--rates 200 1000] [--batch 500]
+    python benchmarks/serve_load.py [--seconds 10] [--rate 1000] [--clients 50] [--batch 1000]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import socket
@@ -142,11 +150,42 @@ def demo_bundle(folder: Path, n: int) -> tuple[Path, dict]:
     return bundle, event.x
 
 
+def start(command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def serve_command(bundle: Path, port: int, state: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "workbench.cli", "serve", str(bundle), "--port", str(port),
+            "--state-dir", str(state), *extra]  # fmt: skip
+
+
+def show(name: str, f: dict[str, float]) -> None:
+    print(
+        f"  {name:34s} achieved {f['rps']:8,.1f} req/s  p50 {f['p50']:6.2f} ms  "
+        f"p95 {f['p95']:6.2f} ms  p99 {f['p99']:6.2f} ms"
+    )
+
+
+def held(url: str, body: Path, seconds: float, ladder: list[int], clients: int) -> int:
+    """The highest rate of ``ladder`` answered at p95 < 10 ms (0 if none)."""
+    best = 0
+    for rate in ladder:
+        f = hey(url, body, seconds, rate, clients)
+        show(f"at {rate:,} req/s", f)
+        if f["p95"] >= 10 or f["rps"] < 0.95 * rate:
+            break
+        best = rate
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--rates", type=int, nargs="+", default=[200, 1000])
-    parser.add_argument("--batch", type=int, default=500, help="records per batch request")
+    parser.add_argument("--seconds", type=float, default=10, help="seconds of load per figure")
+    parser.add_argument("--rate", type=int, default=1000, help="single predictions per second")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent clients (hey -c)")
+    parser.add_argument("--batch", type=int, default=1000, help="records per batch request")
+    parser.add_argument("--workers", type=int, default=2, help="processes of the multi-process server")
+    parser.add_argument("--ladder", type=int, nargs="+", default=[1000, 2000, 3000, 4000, 5000, 6000])
     parser.add_argument("--noop-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.noop_server:
@@ -156,81 +195,84 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         bundle, x = demo_bundle(folder, 5000)
-        single, batch = folder / "single.json", folder / "batch.json"
+        single, batch, too_big = folder / "single.json", folder / "batch.json", folder / "big.json"
         single.write_text(json.dumps({"features": x}))
         batch.write_text(json.dumps({"instances": [x] * args.batch}))
-        serve_port, noop_port = free_port(), free_port()
+        too_big.write_text(json.dumps({"instances": [x] * (args.batch + 1)}))
+        serve_port, noop_port, multi_port = free_port(), free_port(), free_port()
+        max_batch = ("--max-batch", str(args.batch))
         servers = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "workbench.cli",
-                    "serve",
-                    str(bundle),
-                    "--port",
-                    str(serve_port),
-                    "--state-dir",
-                    str(folder / "state"),
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            ),
-            subprocess.Popen(
-                [sys.executable, __file__, "--noop-server", str(noop_port)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            ),
+            start(serve_command(bundle, serve_port, folder / "state", *max_batch)),
+            start([sys.executable, __file__, "--noop-server", str(noop_port)]),
         ]
         try:
             wait_for(f"http://127.0.0.1:{serve_port}/predict", servers[0])
             wait_for(f"http://127.0.0.1:{noop_port}/", servers[1])
-            targets = {
-                "noop raw ASGI": f"http://127.0.0.1:{noop_port}/",
-                "noop FastAPI": f"http://127.0.0.1:{noop_port}/fastapi",
-                "predict (one record)": f"http://127.0.0.1:{serve_port}/predict",
-            }
+            predict = f"http://127.0.0.1:{serve_port}/predict"
             print(
                 "bundle: StandardScaler | LogisticRegression on Agrawal (9 features); "
-                f"load: hey, {args.seconds:g} s per figure, sharing the cores"
+                f"load: hey, {args.seconds:g} s per figure, sharing the {os.cpu_count()} cores"
             )
-            p95 = {}
-            for rate in args.rates:
-                for name, url in targets.items():
-                    f = hey(url, single, args.seconds, rate, workers=max(10, rate // 50))
-                    p95[name, rate] = f["p95"]
-                    print(
-                        f"{name:22s} at {rate:5,d} req/s: achieved {f['rps']:8,.1f} req/s  "
-                        f"p50 {f['p50']:6.2f} ms  "
-                        f"p95 {f['p95']:6.2f} ms  p99 {f['p99']:6.2f} ms"
-                    )
-                print(
-                    f"  p95 predict / noop raw ASGI at {rate:,} req/s: "
-                    f"{p95['predict (one record)', rate] / p95['noop raw ASGI', rate]:.2f}x"
-                )
-            f = hey(f"http://127.0.0.1:{serve_port}/predict", batch, args.seconds, None, workers=2)
+            print(f"1. single predictions at {args.rate:,} req/s, {args.clients} clients:")
+            figures = {}
+            for name, url in {
+                "noop raw ASGI (floor)": f"http://127.0.0.1:{noop_port}/",
+                "noop FastAPI": f"http://127.0.0.1:{noop_port}/fastapi",
+                "predict (one record)": predict,
+            }.items():
+                figures[name] = hey(url, single, args.seconds, args.rate, args.clients)
+                show(name, figures[name])
+            ratio = figures["predict (one record)"]["p95"] / figures["noop raw ASGI (floor)"]["p95"]
+            print(f"  p95 predict / floor = {ratio:.2f}x (target <= 2x): {'met' if ratio <= 2 else 'MISSED'}")
+
+            print(f"2. single predictions at 200 req/s (10 clients), alone and beside batches of {args.batch}:")
+            alone = hey(predict, single, args.seconds, 200, 10)
+            show("alone", alone)
+            load = start(["hey", "-z", f"{args.seconds + 2:g}s", "-c", "2", "-m", "POST", "-T",
+                          "application/json", "-D", str(batch), predict])  # fmt: skip
+            time.sleep(1)
+            beside = hey(predict, single, args.seconds, 200, 10)
+            load.wait()
+            show(f"beside 2 clients sending batches of {args.batch}", beside)
+            stall = beside["p99"] / alone["p99"]
+            ok = stall <= 2 and beside["p99"] < 10
+            print(f"  p99 beside / alone = {stall:.2f}x (target <= 2x, under 10 ms): {'met' if ok else 'MISSED'}")
+            status, detail = post(predict, too_big.read_bytes())
+            print(f"  a batch of {args.batch + 1:,}: HTTP {status} {detail}")
+
+            f = hey(predict, batch, args.seconds, None, workers=2)
             per_s = f["rps"] * args.batch
             print(
-                f"predict (batches of {args.batch}) unthrottled: {f['rps']:,.1f} req/s = "
-                f"{per_s:,.0f} predictions/s  "
-                f"p50 {f['p50']:.1f} ms  p95 {f['p95']:.1f} ms"
+                f"3. batches of {args.batch} unthrottled: {f['rps']:,.1f} req/s = {per_s:,.0f} predictions/s "
+                f"(target >= 10,000): {'met' if per_s >= 10_000 else 'MISSED'}"
             )
-            top = max(args.rates)
-            ok_latency = p95["predict (one record)", top] < 10
+
+            print(f"4. the highest rate held at p95 < 10 ms ({args.clients} clients):")
+            print("  one process:")
+            one = held(predict, single, args.seconds, args.ladder, args.clients)
+            multi = ("--read-only", "--workers", str(args.workers))
+            servers.append(start(serve_command(bundle, multi_port, folder / "state", *multi)))
+            wait_for(f"http://127.0.0.1:{multi_port}/predict", servers[-1])
+            print(f"  --workers {args.workers} --read-only:")
+            many = held(f"http://127.0.0.1:{multi_port}/predict", single, args.seconds, args.ladder, args.clients)
+            cores = min(args.workers, os.cpu_count() or 1)
             print(
-                f"target p95 < 10 ms at {top:,} req/s: {'met' if ok_latency else 'MISSED'} "
-                f"({p95['predict (one record)', top]:.2f} ms)"
-            )
-            print(
-                "target >= 10,000 predictions/s batched: "
-                f"{'met' if per_s >= 10_000 else 'MISSED'} ({per_s:,.0f}/s)"
+                f"  one process: {one:,} req/s ({one:,} per core); {args.workers} processes: {many:,} req/s "
+                f"({many / cores:,.0f} per core, {cores} cores) — hey shares the same cores"
             )
         finally:
             for proc in servers:
                 proc.terminate()
                 proc.wait(15)
+
+
+def post(url: str, body: bytes) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()[:200]
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()[:200]
 
 
 if __name__ == "__main__":

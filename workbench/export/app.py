@@ -19,6 +19,7 @@ each would otherwise learn on its own copy of the model and write checkpoints ov
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import json
 import os
@@ -480,6 +481,9 @@ def _app(settings: dict[str, Any]) -> tuple[Service, FastAPI]:
         settings["max_batch"],
         settings["read_only"],
     )
+    # Everything loaded so far (libraries, the model) lives as long as the server: out of the
+    # collector's sight, a full collection no longer pauses every request for ~50-100 ms.
+    gc.freeze()
     return service, app
 
 
