@@ -130,6 +130,7 @@ def test_a_capymoa_regressor_runs(tmp_path):
     [
         ({"model": "capymoa.regressor.FIMTDD"}, "is not a CapyMOA classifier"),
         ({"model": "capymoa.stream.Schema"}, "is not a CapyMOA classifier"),
+        ({"model": "capymoa.classifier.SGDClassifier"}, "backed by MOA"),
         ({"model": "capymoa.classifier.HoeffdingTre"}, "did you mean 'HoeffdingTree'"),
         ({"model": "capymoa.classifier.HoeffdingTree", "params": {"grace": 5}}, "allowed: random_seed, grace_period"),
         ({"model": "capymoa.classifier.HoeffdingTree", "params": {"grace_period": "x"}}, "learners[0].params"),
