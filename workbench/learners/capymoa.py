@@ -230,14 +230,17 @@ def build(config: LearnerConfig, task: str, key: str) -> CapyMOALearner:
             f"{key}.preprocessing", "CapyMOA learners take the features as they come: remove the preprocessing"
         )
     _java()
-    from capymoa.base import Classifier, Regressor
+    from capymoa.base import MOAClassifier, MOARegressor
 
     cls = resolve(config.model, f"{key}.model")
-    kind, base = ("regressor", Regressor) if task == "regression" else ("classifier", Classifier)
+    kind, base = ("regressor", MOARegressor) if task == "regression" else ("classifier", MOAClassifier)
     if not (isinstance(cls, type) and issubclass(cls, base)):
+        # CapyMOA's scikit-learn and PyTorch wrappers have no MOA learner to talk to
+        example = "HoeffdingTree" if kind == "classifier" else "FIMTDD"
         raise ConfigError(
             f"{key}.model",
-            f"{config.model} is not a CapyMOA {kind} (the stream's task is {task}); use one of capymoa.{kind}.*",
+            f"{config.model} is not a CapyMOA {kind} backed by MOA (the stream's task is {task}); "
+            f"use one of MOA's in capymoa.{kind}, e.g. capymoa.{kind}.{example}",
         )
     allowed = [p for p in inspect.signature(cls).parameters if p not in ("self", "schema", "CLI")]
     for name in config.params:
