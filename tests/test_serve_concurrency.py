@@ -87,15 +87,15 @@ def test_an_error_in_a_later_chunk_names_the_instance_by_its_place_in_the_batch(
 
 
 def test_a_batch_over_the_limit_is_a_413_naming_it(bundle, tmp_path):
-    server = Server(bundle, "--state-dir", str(tmp_path / "state"), "--max-batch", "100")
+    server = Server(bundle, "--state-dir", str(tmp_path / "state"), "--max-batch", "10")
     try:
-        xs = [ev.x for ev in events(101)]
+        xs = [ev.x for ev in events(11)]
         status, answer = call(server.url + "/predict", {"instances": xs})
         assert status == 413
         assert answer["detail"] == (
-            "batch of 101 instances is over the limit of 100 per request (--max-batch): split it"
+            "batch of 11 instances is over the limit of 10 per request (--max-batch): split it"
         )
-        assert call(server.url + "/predict", {"instances": xs[:100]})[0] == 200
+        assert call(server.url + "/predict", {"instances": xs[:10]})[0] == 200
     finally:
         server.stop()
 

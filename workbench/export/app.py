@@ -208,15 +208,15 @@ def create_app(
     async def predict(request: Request) -> dict:
         body = await body_of(request)
         instances = body.get("instances")
+        if type(instances) is list and len(instances) > max_batch:
+            raise Refusal(
+                413,
+                f"batch of {len(instances):,} instances is over the limit of {max_batch:,} "
+                "per request (--max-batch): split it",
+            )
         if type(instances) is not list or len(instances) <= PREDICT_CHUNK:
             answer = service.predict(body)
         else:
-            if len(instances) > max_batch:
-                raise Refusal(
-                    413,
-                    f"batch of {len(instances):,} instances is over the limit of {max_batch:,} "
-                    "per request (--max-batch): split it",
-                )
             async with model_lock:
                 answer = await _predict_chunked(service, body, instances)
         metrics.predictions.inc(len(answer.get("predictions", ())) or 1)
