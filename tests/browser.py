@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -53,7 +55,8 @@ def require_browser():
 @contextmanager
 def guarded_page(viewport=(1280, 900)):
     """A page whose every request is routed: local ones go through, any other is aborted and
-    listed in ``page.outside`` for the test to check."""
+    listed in ``page.outside`` for the test to check; uncaught errors are in ``page.errors``,
+    errors logged to the console in ``page.console_errors``."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -62,7 +65,12 @@ def guarded_page(viewport=(1280, 900)):
             page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
             page.outside = []
             page.errors = []
+            page.console_errors = []
             page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+            page.on(
+                "console",
+                lambda msg: msg.type == "error" and page.console_errors.append(msg.text),
+            )
 
             def route(r):
                 url = urlparse(r.request.url)
@@ -85,9 +93,38 @@ def free_port() -> int:
 
 
 @contextmanager
-def voila(notebook: Path, env: dict[str, str], log: Path, timeout: float = 60):
-    """Voilà serving ``notebook`` on 127.0.0.1, its output in ``log``; stopped (and waited
-    for) on exit."""
+def serving(command: list[str], cwd: Path, env: dict[str, str], log: Path, port: int, timeout=60):
+    """``command`` run in ``cwd`` until it listens on 127.0.0.1:``port``, its output in ``log``;
+    stopped (and waited for) on exit."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            command, cwd=cwd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{command[2]} did not start on port {port}: {log.read_text()[-3000:]}"
+                    ) from None
+                time.sleep(0.2)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def voila(notebook: Path, env: dict[str, str], log: Path):
+    """Voilà serving ``notebook`` on 127.0.0.1; yields its URL."""
     port = free_port()
     command = [
         sys.executable,
@@ -99,31 +136,53 @@ def voila(notebook: Path, env: dict[str, str], log: Path, timeout: float = 60):
         "--Voila.port_retries=0",
         "--no-browser",
     ]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            command,
-            cwd=notebook.parent,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"voila did not start on port {port}: {log.read_text()[-3000:]}"
-                    ) from None
-                time.sleep(0.2)
+    with serving(command, notebook.parent, env, log, port):
         yield f"http://127.0.0.1:{port}/"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+
+
+#: JupyterLab's page settings for a test: no news or update checks (they would fetch from the
+#: internet), no notifications over the notebook
+LAB_PAGE_CONFIG = {
+    "disabledExtensions": {
+        "@jupyterlab/apputils-extension:announcements": True,
+        "@jupyterlab/apputils-extension:notification": True,
+    }
+}
+
+
+@contextmanager
+def jupyter_lab(root: Path, env: dict[str, str], home: Path):
+    """JupyterLab on 127.0.0.1 serving ``root``, with its config, data and runtime folders
+    under ``home`` (nothing of the user's own set-up) and the app exposed to the page as
+    ``window.jupyterapp``, as JupyterLab's own browser tests have it. Yields the lab's URL
+    with its token; the server's output is in ``home/lab.log``."""
+    port, token = free_port(), secrets.token_hex(16)
+    config = home / "config"
+    (config / "labconfig").mkdir(parents=True, exist_ok=True)
+    (config / "labconfig" / "page_config.json").write_text(json.dumps(LAB_PAGE_CONFIG))
+    env = {
+        **env,
+        "JUPYTER_CONFIG_DIR": str(config),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "IPYTHONDIR": str(home / "ipython"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        "--ServerApp.open_browser=False",
+        "--LabApp.expose_app_in_browser=True",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    with serving(command, root, env, home / "lab.log", port):
+        yield f"http://127.0.0.1:{port}/lab", token

@@ -61,3 +61,33 @@ def test_demo_writes_the_database(tmp_path):
     assert "agrawal-drifts" in result.stdout and db.exists()
     assert f"report of every run: {report}" in result.stdout
     assert 'data-panel="rolling"' in report.read_text()
+
+
+def test_every_subcommand_has_a_description_and_shows_its_defaults():
+    from workbench.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():
+        text = command.format_help()
+        assert command.description, f"`workbench {name} --help` has no description"
+        for action in command._actions:
+            if action.help == "==SUPPRESS==" or action.dest == "help":
+                continue
+            assert action.help, f"workbench {name}: {action.dest} has no help"
+            if action.default not in (None, False, []):
+                assert f"default: {action.default}" in " ".join(text.split()), (name, action.dest)
+
+
+def test_drift_without_a_run_scores_the_newest_run_with_alarms(tmp_path):
+    from conftest import agrawal_config
+
+    import workbench as wb
+
+    db = tmp_path / "w.duckdb"
+    watched = wb.run(agrawal_config(n=3000, drift={"detector": "river.drift.ADWIN"}), db=db, progress=False)
+    wb.run(agrawal_config(n=300), db=db, progress=False)  # newer, no detector
+    result = cli("drift", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"run {watched.id}: the newest run with drift alarms")
+    assert "detected" in result.stdout

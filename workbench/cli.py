@@ -53,10 +53,34 @@ def print_run(run) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     import workbench
 
-    run = workbench.run(args.config, db=args.db, overrides=args.set, progress=not args.no_progress)
+    try:
+        run = workbench.run(args.config, db=args.db, overrides=args.set, progress=not args.no_progress)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        failed = _failed_run(args.db, reason)
+        if failed is None:  # refused before it started (a config error): main() says why
+            raise
+        print(f"run {failed} failed: {reason}", file=sys.stderr)
+        print(
+            f"  the steps logged before it failed are in {args.db}; `workbench runs --db {args.db}` "
+            "lists it with its error",
+            file=sys.stderr,
+        )
+        return 1
     print_run(run)
     print(f"\nsteps logged to {run.store.path}; run id {run.id}")
     return EXIT_INTERRUPTED if run.status == "interrupted" else 0
+
+
+def _failed_run(db: str, reason: str) -> str | None:
+    """The newest run of ``db`` that failed with ``reason`` (the one this command started)."""
+    import workbench
+
+    if not Path(db).exists():
+        return None
+    runs = workbench.connect(db).runs()
+    failed = runs[(runs.status == "failed") & (runs.error == reason)]
+    return None if failed.empty else str(failed.run_id.iloc[-1])
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -67,7 +91,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"no runs in {args.db}")
         return 0
     cols = ["run_id", "name", "status", "task", "n_events", "n_dead_letters", "elapsed_s", "created_at"]
-    print(df[cols].to_string(index=False))
+    if df.error.notna().any():
+        cols.append("error")
+    df = df[cols].copy()
+    for col in ("n_events", "n_dead_letters"):
+        df[col] = df[col].map(lambda v: "-" if pd.isna(v) else f"{int(v):,}")
+    df["elapsed_s"] = df.elapsed_s.map(lambda v: "-" if pd.isna(v) else f"{v:,.1f}")
+    df["created_at"] = df.created_at.map(lambda t: t.strftime("%Y-%m-%d %H:%M:%S"))
+    print(df.to_string(index=False))
     return 0
 
 
@@ -90,7 +121,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     import workbench
 
     path = workbench.report(args.db, runs=args.run or None, output=args.output, metric=args.metric, window=args.window)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, works offline)")
+    print(f"wrote {path.resolve()} ({path.stat().st_size / 1e6:.1f} MB; open it in a browser, it works offline)")
     return 0
 
 
@@ -107,20 +138,33 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_drift(args: argparse.Namespace) -> int:
     import workbench
+    from workbench.drift.scoring import DELAYS_NOTE
 
     store = workbench.connect(args.db)
-    run_id = args.run_id or store.latest_run_id()
+    run_id = args.run_id
+    if run_id is None:
+        alarmed = store.sql(
+            "SELECT r.run_id FROM runs r WHERE EXISTS (SELECT 1 FROM drift_events d "
+            "WHERE d.run_id = r.run_id AND d.learner <> '') ORDER BY r.created_at DESC LIMIT 1"
+        )
+        if alarmed.empty:
+            print(f"no run in {args.db} has drift alarms (configure drift: {{detector: river.drift.ADWIN}})")
+            return 0
+        run_id = str(alarmed.run_id.iloc[0])
+        print(f"run {run_id}: the newest run with drift alarms (give a RUN_ID for another)")
     scores = store.drift_scores(run_id, args.max_delay)
     if scores.empty:
         print(f"run {run_id} has no drift alarms (configure drift: {{detector: river.drift.ADWIN}})")
         return 0
     print(f"drift detectors of run {run_id} scored against its {int(scores.true_drifts.iloc[0])} true drifts")
     print(scores.drop(columns="delays").to_string(index=False))
+    print(DELAYS_NOTE)
     return 0
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
     import workbench
+    from workbench.evaluation.ab import pvalue_text
 
     store = workbench.connect(args.db)
     row = store.ab(args.run_id, args.a, args.b, args.metric, args.window).iloc[0]
@@ -129,7 +173,8 @@ def cmd_ab(args: argparse.Namespace) -> int:
     )
     print(row.verdict)
     if row.mcnemar_pvalue == row.mcnemar_pvalue:  # not NaN: a classifier
-        print(f"McNemar: statistic {row.mcnemar_statistic:.2f}, p = {row.mcnemar_pvalue:.3g}")
+        p = pvalue_text(row.mcnemar_pvalue)
+        print(f"McNemar: statistic {row.mcnemar_statistic:,.2f}, p {'' if p.startswith('<') else '= '}{p}")
     return 0
 
 
@@ -202,15 +247,15 @@ def add_export_commands(sub, with_db) -> None:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("verify-bundle", help="replay a run through a bundle; check it predicts what was logged")
-    p.add_argument("bundle", metavar="DIR")
+    p.add_argument("bundle", metavar="DIR", help="the bundle (a directory written by `workbench export`)")
     p.add_argument("--run", required=True, help="the run the bundle was exported from")
     p.add_argument("--db", default=None, help="DuckDB file of runs (default: the one the bundle came from)")
     p.set_defaults(func=cmd_verify_bundle)
 
     p = sub.add_parser("serve", help="serve a bundle over HTTP: predict, learn, roll back, metrics")
-    p.add_argument("bundle", metavar="DIR")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("bundle", metavar="DIR", help="the bundle (a directory written by `workbench export`)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--token", default=None, help="token for /learn and /rollback (default: $WORKBENCH_TOKEN)")
     p.add_argument("--state-dir", default=None, help="where checkpoints go (default: DIR/state)")
     p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N", help="checkpoint every N updates")
@@ -224,16 +269,40 @@ def add_export_commands(sub, with_db) -> None:
     p.set_defaults(func=cmd_serve)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help; an option whose default is "not given" (None, off,
+    none) says in words what happens then."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, []) or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _describe(sub) -> None:
+    """A subcommand without a description of its own gets its one-line help as description."""
+    for action in sub._choices_actions:
+        command = sub.choices[action.dest]
+        if not command.description and action.help:
+            command.description = action.help[0].upper() + action.help[1:] + "."
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="workbench",
         description="Replay streams through online learners and log every update to DuckDB.",
         epilog="Example: workbench run experiments/agrawal_drifts.yaml --set source.n=5000",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     def with_db(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB file of runs (default: {DEFAULT_DB})")
+        p.add_argument("--db", default=DEFAULT_DB, help="DuckDB file of runs")
         return p
 
     p = with_db(
@@ -264,11 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Consume topics from the start (or --start) to their end offsets at start "
         "(or until --max-events / --idle-timeout) into a kcat -J compatible dump.",
     )
-    p.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT")
+    p.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT", help="a Kafka broker to start from")
     p.add_argument("--topic", action="append", required=True, help="a topic to record (repeat for more)")
     p.add_argument("--out", required=True, help="the dump file to write")
-    p.add_argument("--start", default="earliest", help="earliest (default), latest, or an ISO timestamp")
-    p.add_argument("--max-events", type=int, default=None)
+    p.add_argument("--start", default="earliest", help="earliest, latest, or an ISO timestamp")
+    p.add_argument("--max-events", type=int, default=None, help="stop after this many messages")
     p.add_argument("--idle-timeout", type=float, default=None, help="stop after this many seconds without a message")
     p.add_argument(
         "--follow", action="store_true", help="do not stop at the end offsets (needs --max-events or --idle-timeout)"
@@ -281,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--report",
         default=DEMO_REPORT,
         metavar="PATH",
-        help=f"also write the runs' report here (default: {DEMO_REPORT}; '' for none)",
+        help="also write the runs' report here ('' for none)",
     )
     p.set_defaults(func=cmd_demo)
 
@@ -308,8 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = with_db(sub.add_parser("rollback", help="make an earlier checkpoint a learner's current model"))
-    p.add_argument("run_id")
-    p.add_argument("learner")
+    p.add_argument("run_id", help="the run (see `workbench runs`)")
+    p.add_argument("learner", help="the learner to roll back")
     p.add_argument(
         "--to",
         type=int,
@@ -320,19 +389,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_rollback)
 
     p = with_db(sub.add_parser("drift", help="score a run's drift detectors against its true drifts"))
-    p.add_argument("run_id", nargs="?", help="default: the latest run")
-    p.add_argument("--max-delay", type=int, default=None, help="a later first alarm counts as a miss")
+    p.add_argument("run_id", nargs="?", help="the run to score (default: the newest run with drift alarms)")
+    p.add_argument(
+        "--max-delay", type=int, default=None, help="a first alarm more events than this after a drift is a miss"
+    )
     p.set_defaults(func=cmd_drift)
 
     p = with_db(sub.add_parser("ab", help="paired comparison of two learners of a run"))
-    p.add_argument("run_id")
-    p.add_argument("a")
-    p.add_argument("b")
-    p.add_argument("--metric", default="accuracy")
+    p.add_argument("run_id", help="the run (see `workbench runs`)")
+    p.add_argument("a", help="a learner of the run")
+    p.add_argument("b", help="another learner of the run")
+    p.add_argument("--metric", default="accuracy", help="the metric compared")
     p.add_argument("--window", type=int, default=1000, help="events per window of the bootstrap")
     p.set_defaults(func=cmd_ab)
 
     add_export_commands(sub, with_db)
+    _describe(sub)
     return parser
 
 

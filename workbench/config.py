@@ -55,12 +55,16 @@ class ModelSpec:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+#: ``preprocessing: auto``: the standard pipeline for the stream's features (learners/preprocessing.py)
+AUTO = "auto"
+
+
 @dataclass
 class LearnerConfig:
     name: str
     model: str
     params: dict[str, Any] = field(default_factory=dict)
-    preprocessing: list[ModelSpec] = field(default_factory=list)
+    preprocessing: list[ModelSpec] | str = field(default_factory=list)  # or AUTO
 
 
 @dataclass
@@ -535,8 +539,13 @@ def _learner(raw: Any, key: str) -> LearnerConfig:
         raise ConfigError(f"{key}.name", "expected a string")
     params = _params(raw.get("params", {}), f"{key}.params")
     prep_raw = raw.get("preprocessing", [])
+    if prep_raw == AUTO:
+        return LearnerConfig(name=name, model=model, params=params, preprocessing=AUTO)
     if not isinstance(prep_raw, list):
-        raise ConfigError(f"{key}.preprocessing", "expected a list of dotted names or {model, params}")
+        raise ConfigError(
+            f"{key}.preprocessing",
+            f"expected {AUTO!r} (numbers scaled, text one-hot encoded) or a list of dotted names or {{model, params}}",
+        )
     prep = [_model_spec(p, f"{key}.preprocessing[{i}]") for i, p in enumerate(prep_raw)]
     return LearnerConfig(name=name, model=model, params=params, preprocessing=prep)
 
@@ -709,6 +718,12 @@ def _baseline(raw: Any, key: str) -> BaselineConfig:
         raise ConfigError(
             f"{key}.model",
             f"a baseline is a scikit-learn estimator ('sklearn.…'), got {lc.model!r}",
+        )
+    if lc.preprocessing == AUTO:
+        raise ConfigError(
+            f"{key}.preprocessing",
+            f"{AUTO!r} is for online (River) learners; list scikit-learn steps, "
+            "e.g. [sklearn.preprocessing.StandardScaler]",
         )
     cfg = BaselineConfig(name=lc.name, model=lc.model, params=lc.params, preprocessing=lc.preprocessing)
     cfg.fit_on_first = _int(raw.get("fit_on_first", 1000), f"{key}.fit_on_first", minimum=1)

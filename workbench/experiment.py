@@ -27,6 +27,7 @@ from workbench.replay.join import LabelJoin
 from workbench.replay.labels import parse_delay, with_field_delay
 from workbench.replay.ordering import EventTimeOrder, merge_partitions
 from workbench.replay.pacing import paced
+from workbench.replay.schema import SAMPLE as SCHEMA_SAMPLE
 from workbench.replay.schema import infer as infer_schema
 from workbench.runner import Runner, make_arm, make_batch_arm
 from workbench.sources import open_source
@@ -124,11 +125,15 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     if stream is not None and isinstance(config, dict) and "source" not in config:
         config = {**config, "source": {"kind": "python"}}
     cfg = config_mod.load(config, overrides)
+    fields, stream = first_schema(cfg, stream)
     source = open_source(cfg.source, cfg.seed, stream)
     task = source.task
     metrics = names_for(cfg.metrics, task)
     parse_delay(cfg.replay.label_delay, cfg.source.time is not None)  # checked before anything is written
-    arms = [make_arm(lc.name, build(lc, task, f"learners[{i}]"), task, metrics) for i, lc in enumerate(cfg.learners)]
+    arms = [
+        make_arm(lc.name, build(lc, task, f"learners[{i}]", fields), task, metrics)
+        for i, lc in enumerate(cfg.learners)
+    ]
     arms += [make_batch_arm(bc.name, build_baseline(bc, task, f"baselines[{i}]"), task, metrics)
              for i, bc in enumerate(cfg.baselines)]
     attach(arms, {lc.name for lc in cfg.learners}, cfg, task)
@@ -185,6 +190,23 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
             stacklevel=2,
         )
     return Run(run_id, Store(db_path), status)
+
+
+def first_schema(cfg: config_mod.Config, stream: Iterable | None) -> tuple[list[dict] | None, Iterable | None]:
+    """``(fields, stream)``: the feature schema of the stream's first events, read before the run
+    from a second opening of the source (the same events the run's replay starts with; a
+    one-shot iterator is read ahead and handed back chained), so that ``preprocessing: auto``
+    and the preprocessing check know the features before any learner is built. None when no
+    learner has preprocessing, or for a live topic (reading it would consume it)."""
+    if cfg.source.kind == "kafka" or not any(lc.preprocessing for lc in cfg.learners):
+        return None, stream
+    head = stream
+    if stream is not None and iter(stream) is stream:
+        head = list(itertools.islice(stream, SCHEMA_SAMPLE))
+        stream = itertools.chain(head, stream)
+    peek = dataclasses.replace(cfg, replay=dataclasses.replace(cfg.replay, speed=None))
+    fields, _ = infer_schema(Replay(peek, open_source(cfg.source, cfg.seed, head), lambda _dead: None).events())
+    return fields, stream
 
 
 def wire(cfg: config_mod.Config, source, arms: list, dead_letter: DeadLetterSink,

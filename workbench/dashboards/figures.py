@@ -13,6 +13,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from workbench.evaluation.ab import pvalue_text
+
 PALETTE = qualitative.Plotly
 HEIGHT = 340
 METRIC_LABELS = {
@@ -25,9 +27,21 @@ METRIC_LABELS = {
 }
 
 
+#: line styles, one per learner in turn: curves that coincide (two trees that learned the same
+#: thing) stay visible as one dashed over another
+DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
+#: metrics where lower is better and the first events' values dwarf the rest
+LOSSES = {"log_loss", "mse", "rmse", "mae"}
+
+
 def colors(learners: list[str]) -> dict[str, str]:
     """One colour per learner, the same in every panel."""
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(learners)}
+
+
+def _dash(learner: str, palette: dict[str, str]) -> str:
+    order = list(palette)
+    return DASHES[order.index(learner) % len(DASHES)] if learner in order else "solid"
 
 
 def _layout(fig: go.Figure, title: str, height: int = HEIGHT) -> go.Figure:
@@ -132,10 +146,12 @@ def rolling_metric(
                 y=curve.value,
                 name=learner,
                 mode="lines",
-                line=dict(color=palette.get(learner), width=1.6),
+                line=dict(color=palette.get(learner), width=1.8, dash=_dash(learner, palette)),
                 legendgroup=learner,
             )
         )
+    if metric in LOSSES:
+        _clip_warm_up(fig, rolling, window)
     if true_drifts is not None and not true_drifts.empty:
         for drift in true_drifts.itertuples():
             if drift.width > 1:
@@ -170,10 +186,25 @@ def rolling_metric(
     return _layout(fig, title, height=400)
 
 
+def _clip_warm_up(fig: go.Figure, rolling: pd.DataFrame, window: int) -> None:
+    """A loss axis scaled to the run after the warm-up: the first scored events (before a window
+    has filled) can be many times larger and would flatten everything else."""
+    first = rolling.groupby("learner").seq.transform("min")
+    settled = rolling.value[rolling.seq >= first + window].dropna()
+    if settled.empty:
+        return
+    top = float(settled.max())
+    if top < float(rolling.value.max()):
+        fig.update_yaxes(range=[min(0.0, float(settled.min())), top * 1.08])
+
+
 def version_timeline(versions: pd.DataFrame, palette: dict[str, str] | None = None) -> go.Figure:
     """Which model version served which part of the stream: columns learner, version,
     first_seq, last_seq, n (steps predicted by that version)."""
-    title = "Model versions: which version made the predictions on which events"
+    title = (
+        "Model versions: which version made the predictions on which events<br><sup>v0 is the model "
+        "as built; each checkpoint, reset, swap, rollback or refit starts the next version</sup>"
+    )
     if versions.empty:
         return message(title, "no steps logged yet")
     learners = _ordered(versions.learner, palette)
@@ -201,7 +232,9 @@ def version_timeline(versions: pd.DataFrame, palette: dict[str, str] | None = No
         )
     fig.update_layout(barmode="overlay", showlegend=False)
     fig.update_xaxes(title_text="event (replay order)")
-    return _layout(fig, title, height=max(180, 70 + 45 * len(learners)))
+    fig = _layout(fig, title, height=max(200, 90 + 45 * len(learners)))
+    fig.update_layout(margin_t=70)
+    return fig
 
 
 def latency(
@@ -368,6 +401,30 @@ def feature_drift(drift: pd.DataFrame, statistic: str = "psi") -> go.Figure:
     return _layout(fig, title, height=max(260, 90 + 22 * len(table.index)))
 
 
+#: the width (px) a table is drawn at, and the width of one character of its text, for the height
+TABLE_PX, CHAR_PX = 1100, 7.0
+LINE_PX = 17
+
+
+def _table_height(frame: pd.DataFrame, widths: list[float] | None) -> int:
+    """Tall enough for every row's wrapped text: Plotly grows a row to fit its text but not the
+    figure, which would cut the last rows off."""
+    shares = widths or [1.0] * len(frame.columns)
+    columns_px = [TABLE_PX * w / sum(shares) - 16 for w in shares]
+    lines = [
+        max(
+            1,
+            *(
+                -(-len(str(v)) * CHAR_PX // px)
+                for v, px in zip(row, columns_px, strict=True)
+            ),
+        )
+        for row in frame.itertuples(index=False)
+    ]
+    header = max(-(-len(str(c)) * CHAR_PX // px) for c, px in zip(frame.columns, columns_px, strict=True))
+    return int(70 + 40 + LINE_PX * header + sum(10 + LINE_PX * n for n in lines))
+
+
 def _table(title: str, frame: pd.DataFrame, widths: list[float] | None = None) -> go.Figure:
     fig = go.Figure(
         go.Table(
@@ -378,7 +435,7 @@ def _table(title: str, frame: pd.DataFrame, widths: list[float] | None = None) -
             cells=dict(values=[frame[c].tolist() for c in frame.columns], align="left", height=26),
         )
     )
-    return _layout(fig, title, height=110 + 30 * len(frame))
+    return _layout(fig, title, height=_table_height(frame, widths))
 
 
 def _num(value, fmt: str = "{:.4f}") -> str:
@@ -402,7 +459,7 @@ def ab_table(ab: pd.DataFrame) -> go.Figure:
                 f"{_num(d, '{:+.4f}')} [{_num(lo, '{:+.4f}')}, {_num(hi, '{:+.4f}')}]"
                 for d, lo, hi in zip(ab["diff"], ab.ci_low, ab.ci_high, strict=True)
             ],
-            "McNemar p": [_num(v, "{:.3g}") for v in ab.mcnemar_pvalue],
+            "McNemar p": [pvalue_text(v) for v in ab.mcnemar_pvalue],
             "verdict": ab.verdict,
         }
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 from plotly.offline import get_plotlyjs
 
 from workbench import __version__
+from workbench.dashboards import overview
 from workbench.dashboards.panels import PANELS, View, build, open_store
 from workbench.store import Store
 
@@ -18,9 +19,16 @@ body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1200px;
 h1 { font-size: 22px; }
 h2 { font-size: 18px; margin-top: 36px; border-top: 1px solid #ddd; padding-top: 16px; }
 .meta { color: #666; font-size: 13px; } .panel { margin: 12px 0; }
-table.summary { border-collapse: collapse; font-size: 13px; }
+h3 { font-size: 14px; margin: 16px 0 6px; }
+table.summary, table.config { border-collapse: collapse; font-size: 13px; }
 table.summary td, table.summary th {
-    padding: 3px 10px; border-bottom: 1px solid #eee; text-align: right; }
+    padding: 3px 10px; border-bottom: 1px solid #eee; text-align: right; overflow-wrap: anywhere; }
+table.summary th { white-space: nowrap; }
+table.summary td:first-child, table.summary th:first-child, table.reasons td, table.reasons th { text-align: left; }
+table.reasons td:nth-child(2) { text-align: right; }
+table.config th { text-align: left; padding: 2px 12px 2px 0; color: #555; font-weight: 600;
+    white-space: nowrap; vertical-align: top; }
+table.config td { padding: 2px 0; overflow-wrap: anywhere; }
 """
 
 
@@ -71,12 +79,9 @@ def _section(store: Store, i: int, run_id: str, metric: str | None, window: int 
         + "</div>"
         for name in PANELS
     )
-    summary = store.summary(run_id).to_html(
-        index=False, classes="summary", border=0, float_format=lambda v: f"{v:,.4f}", na_rep="–"
-    )
     return (
         f'<section class="run" data-run="{html.escape(run_id)}">'
         f"<h2>{html.escape(info['name'])} <span class=meta>run {html.escape(run_id)} · "
         f"{info['status']} · {info['task']} · {info['n_events']:,} events</span></h2>"
-        f"{summary}\n{divs}</section>"
+        f"{overview.head(store, run_id, info['config'])}\n{divs}</section>"
     )

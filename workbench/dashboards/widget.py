@@ -1,11 +1,13 @@
-"""A Plotly FigureWidget whose 5 MB of JavaScript is evaluated once per page, not once per figure.
+"""Plotly's FigureWidget, its 5 MB of JavaScript evaluated once per page rather than once per figure.
 
-Plotly's FigureWidget is an anywidget: each instance ships plotly.js as its own ES module, and
-the browser evaluates it anew for every figure. anywidget gives a model 2 s to initialize, so a
-dashboard of seven figures on a busy two-core machine loses some of them ("[anywidget] Failed
-to initialize model."). This subclass's module is a small loader: the first figure on the page
-evaluates the bundle (shipped in a trait of its own), every other figure reuses it, and the
-loader returns from ``initialize`` at once, finishing the set-up before the first render.
+``plotly.graph_objects.FigureWidget`` is an anywidget whose ES module is plotly's whole widget
+bundle; the browser evaluates it anew for every figure. anywidget gives each model 2 s to load
+its module and initialize, and Voilà creates all seven figures of a dashboard at once: on a busy
+two-core machine the last ones miss that limit ("[anywidget] Failed to initialize model."), and
+such a model then drops every update from the kernel. So this subclass's module is a small
+loader. The bundle (plotly's own file, unchanged) is part of each figure's *first* state, the
+first figure on the page evaluates it, every other reuses it, and ``initialize`` returns at once
+(rendering waits for the bundle instead).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import traitlets
 
 _LOADER = """
 const KEY = Symbol.for("workbench.plotly-widget-bundle");
-function bundle(model) {
-  globalThis[KEY] ??= import(URL.createObjectURL(
-    new Blob([model.get("_bundle")], { type: "text/javascript" })));
+function bundle(code) {
+  if (!code) throw new Error("workbench FigureWidget: plotly's bundle is missing from the state");
+  globalThis[KEY] ??= import(URL.createObjectURL(new Blob([code], { type: "text/javascript" })));
   return globalThis[KEY];
 }
 export default () => {
@@ -30,7 +32,7 @@ export default () => {
   let ready;
   return {
     initialize({ model }) {
-      ready = bundle(model).then((mod) => {
+      ready = bundle(model.get("_bundle")).then((mod) => {
         inner = mod.default();
         inner.initialize({ model });
       });
@@ -45,7 +47,8 @@ export default () => {
 
 
 @cache
-def _bundle() -> str:
+def plotly_bundle() -> str:
+    """plotly's widget bundle: the module ``plotly.graph_objects.FigureWidget`` ships."""
     return (Path(plotly.__file__).parent / "package_data" / "widgetbundle.js").read_text(
         encoding="utf-8"
     )
@@ -57,9 +60,10 @@ class FigureWidget(go.FigureWidget):
     _esm = _LOADER
     _bundle = traitlets.Unicode().tag(sync=True)
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._bundle = _bundle()
+    @traitlets.default("_bundle")
+    def _default_bundle(self) -> str:
+        # A default, not an assignment after __init__: the comm opens with it in the state.
+        return plotly_bundle()
 
     def sync_state(self) -> None:
         """Send the whole figure as the widget's state, as plotly does when a figure is shown:

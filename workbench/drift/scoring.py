@@ -12,6 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+#: what a reader of a scores table needs to know about its delays
+DELAYS_NOTE = (
+    "Delay: events from a drift's centre to the detector's first alarm after it. A negative delay "
+    "is an alarm inside a gradual drift, before its centre: caught early, not a false alarm."
+)
+
 SCORE_COLUMNS = [
     "learner",
     "detector",

@@ -126,6 +126,14 @@ def _side(paired: pd.DataFrame, suffix: str) -> pd.DataFrame:
     return paired[cols].rename(columns=lambda c: c[: -len(suffix)])
 
 
+def pvalue_text(value: float | None) -> str:
+    """A p-value as people write it: 3 significant digits, and "< 1e-300" rather than the 0 a
+    double underflows to (NaN and None: "–")."""
+    if value is None or value != value:
+        return "–"
+    return "< 1e-300" if value < 1e-300 else f"{value:.3g}"
+
+
 def verdict(
     a: str, b: str, metric: str, diff: float, low: float, high: float, pvalue: float, level: float
 ) -> str:
@@ -138,9 +146,10 @@ def verdict(
             f"{level:.0%} CI [{low:+.4f}, {high:+.4f}]"
         )
     if low <= 0 <= high:
+        shown = pvalue_text(pvalue)
         return (
-            f"mixed evidence: McNemar p={pvalue:.3g} but the {level:.0%} CI of {a} - {b} "
-            f"[{low:+.4f}, {high:+.4f}] spans 0"
+            f"mixed evidence: McNemar p {'' if shown.startswith('<') else '= '}{shown} but the {level:.0%} CI "
+            f"of {a} - {b} [{low:+.4f}, {high:+.4f}] spans 0"
         )
     better = a if (diff > 0) == higher_better else b
     return (

@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -105,7 +106,10 @@ def create_app(
     rollback."""
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
     m = service.bundle.manifest
-    app = FastAPI(
+    # /docs: Swagger UI's files served by the app itself, not a CDN (no /redoc: ReDoc's page
+    # fetches its logo from one).
+    app = FastAPIOffline(
+        redoc_url=None,
         title=f"workbench: {m['learner']} of run {m['run_id']}",
         version=__version__,
         description=f"{m['model']} exported from run {m['run_id']} ({m['run_name']}), "

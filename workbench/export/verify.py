@@ -80,7 +80,8 @@ def verify(bundle: str | Path | Bundle, run_id: str, db: str | Path | None = Non
         )
     spec = next(lc for lc in config_mod.load(bundle.config).learners if lc.name == bundle.learner)
     source = open_source(cfg.source, cfg.seed)
-    arm = make_arm(bundle.learner, build(spec, info["task"], "learners[0]"), info["task"], [])
+    fields = store.feature_schema(run_id).to_dict("records")  # what preprocessing: auto was made from
+    arm = make_arm(bundle.learner, build(spec, info["task"], "learners[0]", fields), info["task"], [])
     # The run's own replay stage (event-time order, label joins, mini-batches), unpaced: the same
     # questions and answers in the same order as the run saw them.
     cfg.replay.speed = None

@@ -223,8 +223,9 @@ class CapyMOARegressor(CapyMOALearner):
         return float(votes[0]) if len(votes) else None
 
 
-def build(config: LearnerConfig, task: str, key: str) -> CapyMOALearner:
-    """The learner named by ``config.model`` (a CapyMOA class), checked against the task."""
+def build(config: LearnerConfig, task: str, key: str, fields: list[dict[str, Any]] | None = None) -> CapyMOALearner:
+    """The learner named by ``config.model`` (a CapyMOA class), checked against the task; it
+    reads the features of the schema ``fields`` when known, else the replay's (``use_schema``)."""
     if config.preprocessing:
         raise ConfigError(
             f"{key}.preprocessing", "CapyMOA learners take the features as they come: remove the preprocessing"
@@ -254,4 +255,6 @@ def build(config: LearnerConfig, task: str, key: str) -> CapyMOALearner:
         wrapper(cls, learner.params, config.name, Features(["x"]))._build({})
     except Exception as exc:
         raise ConfigError(f"{key}.params", f"{config.model}(**{config.params}) failed: {exc}") from None
+    if fields is not None:
+        learner.use_schema(fields)
     return learner

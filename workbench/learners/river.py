@@ -7,8 +7,9 @@ from typing import Any
 
 from river import base, compose
 
-from workbench.config import LearnerConfig, ModelSpec
+from workbench.config import AUTO, LearnerConfig, ModelSpec
 from workbench.errors import ConfigError
+from workbench.learners import preprocessing
 from workbench.learners.registry import resolve
 
 
@@ -39,20 +40,32 @@ def instantiate(spec: ModelSpec, key: str) -> Any:
         raise ConfigError(f"{key}.params", f"{spec.model}(**{params}) failed: {exc}") from None
 
 
-def build(config: LearnerConfig, task: str, key: str) -> base.Estimator:
-    """The learner's River pipeline, checked against the stream's task (a ``capymoa.`` model
-    is built by workbench.learners.capymoa)."""
+def build(config: LearnerConfig, task: str, key: str, fields: list[dict[str, Any]] | None = None) -> base.Estimator:
+    """The learner's River pipeline, checked against the stream's task and (when known) the
+    feature schema ``fields`` of its first events, which ``preprocessing: auto`` is made from.
+    A ``capymoa.`` model is built by workbench.learners.capymoa."""
     if config.model.strip().startswith("capymoa."):
         from workbench.learners import capymoa
 
-        return capymoa.build(config, task, key)
-    steps = [instantiate(p, f"{key}.preprocessing[{i}]") for i, p in enumerate(config.preprocessing)]
+        return capymoa.build(config, task, key, fields)
     model = instantiate(ModelSpec(config.model, config.params), key)
-    for i, step in enumerate(steps):
-        if not isinstance(step, base.Transformer):
+    if config.preprocessing == AUTO:
+        if fields is None:
             raise ConfigError(
-                f"{key}.preprocessing[{i}]", f"{config.preprocessing[i].model} is not a River transformer"
+                f"{key}.preprocessing",
+                "auto is made from the stream's first events, which are not known before a live "
+                "topic's run: list the steps, e.g. [river.preprocessing.StandardScaler]",
             )
+        steps = [preprocessing.auto(fields, f"{key}.preprocessing")]
+    else:
+        steps = [instantiate(p, f"{key}.preprocessing[{i}]") for i, p in enumerate(config.preprocessing)]
+        for i, step in enumerate(steps):
+            if not isinstance(step, base.Transformer):
+                raise ConfigError(
+                    f"{key}.preprocessing[{i}]", f"{config.preprocessing[i].model} is not a River transformer"
+                )
+        if fields is not None:
+            preprocessing.check(steps, [p.model for p in config.preprocessing], fields, f"{key}.preprocessing")
     pipeline = compose.Pipeline(*steps, model) if steps else model
     check_task(pipeline, config.model, task, f"{key}.model")
     return pipeline

@@ -12,11 +12,11 @@ import duckdb
 import pandas as pd
 from river import utils
 
-from workbench.errors import ConfigError, WorkbenchError
+from workbench.errors import ConfigError, DatabaseLockedError, WorkbenchError
 from workbench.evaluation.ab import AB_COLUMNS
 from workbench.evaluation.metrics import allowed as allowed_metrics
 from workbench.evaluation.metrics import make as make_metric
-from workbench.store import schema
+from workbench.store import schema, snapshot
 
 DEFAULT_DB = "runs/workbench.duckdb"
 
@@ -50,9 +50,14 @@ class Store:
             raise WorkbenchError(
                 f"no database at {self.path}: replay an experiment first (workbench run CONFIG --db {self.path})"
             )
-        con = schema.connect(self.path)
         try:
+            con = schema.connect(self.path, wait=0)
             schema.create(con)
+        except DatabaseLockedError:
+            # A replay in another process is writing: read its snapshot (see store/snapshot.py).
+            con = snapshot.connect(self.path) or schema.connect(self.path)
+            con.execute("SET TimeZone = 'UTC'")
+        try:
             yield con
         finally:
             con.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import duckdb
 
@@ -139,19 +140,30 @@ def create(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
 
 
-def connect(path: str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the database, turning DuckDB's lock conflict into an error a person can act on."""
-    try:
-        con = duckdb.connect(path, read_only=read_only)
-    except duckdb.IOException as exc:
-        if "lock" not in str(exc).lower():
-            raise
-        pid = re.search(r"PID (\d+)", str(exc))
-        holder = f"process {pid.group(1)}" if pid else "another process"
-        raise DatabaseLockedError(
-            f"{path} is in use by {holder} (a replay writing to it, or a notebook holding it "
-            f"open). Wait for that replay to finish or close that connection, or write this run "
-            f"to another file with --db / db=."
-        ) from None
+#: how long opening a database waits for another process to let go of it: a reader holds it
+#: for one query at a time (a replay holds it for as long as it runs)
+LOCK_WAIT = 3.0
+
+
+def connect(path: str, read_only: bool = False, wait: float = LOCK_WAIT) -> duckdb.DuckDBPyConnection:
+    """Open the database, waiting up to ``wait`` s for another process to let go of it, and
+    turning DuckDB's lock conflict into an error a person can act on."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            con = duckdb.connect(path, read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() >= deadline:
+                pid = re.search(r"PID (\d+)", str(exc))
+                holder = f"process {pid.group(1)}" if pid else "another process"
+                raise DatabaseLockedError(
+                    f"{path} is in use by {holder} (a replay writing to it, or a notebook holding it "
+                    f"open). Wait for that replay to finish or close that connection, or write this run "
+                    f"to another file with --db / db=."
+                ) from None
+            time.sleep(0.05)
     con.execute("SET TimeZone = 'UTC'")
     return con

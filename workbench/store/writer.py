@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from workbench.events import DeadLetter, StepBatch, TrueDrift
-from workbench.store import schema
+from workbench.store import schema, snapshot
 from workbench.versioning import Checkpoint
 
 #: DuckDB memory of the writer's connection (it only appends)
@@ -92,15 +92,23 @@ class RunWriter:
         # benchmarks/kafka_replay_memory.py).
         self._con.execute(f"SET memory_limit = '{WRITER_MEMORY_LIMIT}'")
         schema.create(self._con)
+        self._publisher = snapshot.Publisher(self._con, path)
         self._thread = threading.Thread(target=self._work, name=f"workbench-writer-{run_id}", daemon=True)
         self._thread.start()
 
     # -- the thread ---------------------------------------------------------------------------
     def _work(self) -> None:
-        while (job := self._queue.get()) is not None:
+        while True:
+            try:
+                job = self._queue.get(timeout=snapshot.EVERY / 4)
+            except queue.Empty:  # idle: a reader may be waiting for a snapshot
+                job = self._publisher.maybe
+            if job is None:
+                return
             if self._error is None:
                 try:
                     job()
+                    self._publisher.maybe()  # readers in other processes (store/snapshot.py)
                 except BaseException as exc:  # handed to the replay thread at its next call
                     self._error = exc
 
@@ -282,3 +290,4 @@ class RunWriter:
                 raise self._error
         finally:
             self._con.close()
+            self._publisher.close()

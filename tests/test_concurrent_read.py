@@ -1,0 +1,66 @@
+"""Reading a database that a replay in another process is writing (store/snapshot.py): the
+record as of about a second ago, never a lock error, never a stalled replay."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import agrawal_config
+
+import workbench as wb
+from workbench.dashboards.app import Dashboard
+
+N = 60_000
+
+
+def test_runs_connect_and_the_dashboard_read_while_another_process_replays(tmp_path):
+    db = tmp_path / "shared.duckdb"
+    config = tmp_path / "long.json"  # JSON is YAML: the CLI reads it
+    config.write_text(json.dumps(agrawal_config(n=N)))
+    wb.run(agrawal_config(n=500), db=db, progress=False)  # a finished run already in the file
+    replay = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "run", str(config), "--db", str(db), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen, listed, dashboards = [], [], 0
+    try:
+        while replay.poll() is None:
+            runs = wb.connect(db).runs()
+            if len(runs) == 2 and runs.status.iloc[-1] == "running":
+                run_id = runs.run_id.iloc[-1]
+                steps = wb.connect(db).sql("SELECT count(*) AS n FROM steps WHERE run_id = ?", [run_id])
+                seen.append(int(steps.n.iloc[0]))
+                if dashboards == 0 and seen[-1] > 0:
+                    dash = Dashboard(wb.connect(db), runs=[run_id], live=False)
+                    assert "running" in dash.status.value
+                    assert {t.name for t in dash.figures["rolling"].data} >= {"lr", "tree"}
+                    dashboards += 1
+                elif dashboards and not listed:
+                    out = subprocess.run(
+                        [sys.executable, "-m", "workbench.cli", "runs", "--db", str(db)],
+                        capture_output=True,
+                        text=True,
+                    )
+                    assert out.returncode == 0, out.stderr
+                    listed.append(out.stdout)
+            time.sleep(0.2)
+        output = replay.stdout.read()
+    finally:
+        replay.kill()
+        replay.wait()
+    assert replay.returncode == 0, output
+    # The readers saw the run grow while it was written, and `workbench runs` listed it.
+    assert len(seen) >= 3 and seen == sorted(seen) and seen[-1] > seen[0], seen
+    assert dashboards == 1 and "running" in listed[0]
+    # The replay was not disturbed: every step is in, and the snapshot is gone with the run.
+    final = wb.connect(db).runs()
+    assert final.status.tolist() == ["finished", "finished"]
+    total = wb.connect(db).sql("SELECT count(*) AS n FROM steps WHERE run_id = ?", [final.run_id.iloc[-1]])
+    assert int(total.n.iloc[0]) == 2 * N
+    assert not Path(f"{db}.snapshot").exists() and not Path(f"{db}.snapshot-wanted").exists()

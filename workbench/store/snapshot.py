@@ -1,0 +1,87 @@
+"""Reading a database while a replay in another process writes it: read snapshots.
+
+DuckDB lets one process write a file and no other process open it meanwhile, not even
+read-only ("Conflicting lock"). So a replay's writer publishes a *read snapshot* next to the
+file (``runs/workbench.duckdb.snapshot``): a consistent copy, taken between two batches and
+swapped in atomically, that other processes open read-only. The writer takes one as soon as
+the run is in, then at most once a second while someone reads (a reader says so by touching
+``….snapshot-wanted``), and removes both files when the run ends. A reader never blocks the
+replay, and sees the record as of at most about a second before it asked.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import duckdb
+
+#: seconds between two snapshots while someone reads
+EVERY = 1.0
+#: a reader that has not asked for this long is gone: no more snapshots until one asks again
+READERS_GONE = 10.0
+#: how long a reader waits for a fresher snapshot before it reads the one there is
+WAIT = 2.0
+
+
+def _paths(path: str) -> tuple[Path, Path]:
+    return Path(path + ".snapshot"), Path(path + ".snapshot-wanted")
+
+
+class Publisher:
+    """The writer's side: ``maybe()`` between batches publishes a snapshot when one is due."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: str):
+        self.con = con
+        self.snapshot, self.wanted = _paths(path)
+        self.path = path
+        self.last: float | None = None
+
+    def maybe(self) -> None:
+        now = time.time()
+        if self.last is not None:
+            try:
+                asked = self.wanted.stat().st_mtime
+            except FileNotFoundError:
+                return
+            if now - self.last < EVERY or now - asked > READERS_GONE:
+                return
+        self.last = now
+        try:
+            self.con.execute("CHECKPOINT")  # everything in the file itself, nothing in the WAL
+            partial = self.snapshot.with_name(f"{self.snapshot.name}.{os.getpid()}.partial")
+            shutil.copyfile(self.path, partial)
+            os.replace(partial, self.snapshot)
+        except (duckdb.Error, OSError):
+            pass  # a snapshot is a courtesy to readers: never a reason to stop the replay
+
+    def close(self) -> None:
+        for path in (self.snapshot, self.wanted):
+            path.unlink(missing_ok=True)
+
+
+def connect(path: str) -> duckdb.DuckDBPyConnection | None:
+    """A read-only connection to the snapshot of ``path`` (None if there is none: whoever holds
+    the file is not a replay), fresh to within about a second when the writer keeps up."""
+    snapshot, wanted = _paths(path)
+    try:
+        published = snapshot.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    asked = time.time()
+    if asked - published > EVERY:
+        wanted.touch()
+        deadline = asked + WAIT
+        while time.time() < deadline:
+            time.sleep(0.05)
+            try:
+                if snapshot.stat().st_mtime > published:
+                    break
+            except FileNotFoundError:  # the run has ended: the file itself is free again
+                return None
+    try:
+        return duckdb.connect(str(snapshot), read_only=True)
+    except duckdb.IOException:  # removed as the run ended
+        return None
