@@ -15,6 +15,11 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: the key every bundle the tests export is signed with; servers the tests start inherit it
+SIGNING_KEY = "workbench-tests-signing-key-0123456789abcdef"
+os.environ["WORKBENCH_SIGNING_KEY"] = SIGNING_KEY
+os.environ.pop("WORKBENCH_SIGNING_KEY_FILE", None)
+
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:

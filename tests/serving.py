@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -12,8 +14,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from river.linear_model import LogisticRegression
+
 import workbench as wb
 from workbench.config import load
+from workbench.export.signing import sign_bundle
 from workbench.sources import open_source
 from workbench.store import Store
 
@@ -153,3 +158,40 @@ def call(
     except urllib.error.HTTPError as exc:
         status, text, kind = exc.code, exc.read().decode(), exc.headers["content-type"]
     return status, json.loads(text) if kind.startswith("application/json") else text
+
+
+class FlakyClassifier(LogisticRegression):
+    """A model that fails the way a buggy one would: learning a record with salary -1 raises,
+    and after learning one with salary -2 it can no longer predict. Served from a bundle, it is
+    unpickled by the server: run that with this folder on PYTHONPATH."""
+
+    def learn_one(self, x, y):
+        if x.get("salary") == -1:
+            raise ValueError("salary -1 breaks this model")
+        if x.get("salary") == -2:
+            self.broken = True
+        super().learn_one(x, y)
+
+    def predict_proba_one(self, x):
+        if getattr(self, "broken", False):
+            raise RuntimeError("this model was poisoned")
+        return super().predict_proba_one(x)
+
+
+def flaky_bundle(db: Path, run_id: str, out: Path) -> Path:
+    """The run's lr bundle with its model swapped for a FlakyClassifier, signed as its exporter
+    would sign it."""
+    bundle = wb.export(run_id, "lr", out, db=db)
+    model = FlakyClassifier()
+    for ev in events(300):
+        model.learn_one(ev.x, ev.y)
+    data = pickle.dumps(model)
+    (bundle / "model.pkl").write_bytes(data)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["model.pkl"] = hashlib.sha256(data).hexdigest()
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    names = [*manifest["files"], "manifest.json"]
+    sums = "".join(f"{hashlib.sha256((bundle / n).read_bytes()).hexdigest()}  {n}\n" for n in names)
+    (bundle / "SHA256SUMS").write_text(sums)
+    sign_bundle(bundle)
+    return bundle

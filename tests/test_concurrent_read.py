@@ -9,12 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
+import pytest
 from conftest import agrawal_config
 
 import workbench as wb
 from workbench.dashboards.app import Dashboard
 
-N = 60_000
+N = 40_000
 
 
 def test_runs_connect_and_the_dashboard_read_while_another_process_replays(tmp_path):
@@ -41,6 +43,10 @@ def test_runs_connect_and_the_dashboard_read_while_another_process_replays(tmp_p
                     assert "running" in dash.status.value
                     assert {t.name for t in dash.figures["rolling"].data} >= {"lr", "tree"}
                     dashboards += 1
+                    # Publishing snapshots keeps the writer's lock (a POSIX lock, lost if the
+                    # writer closed any descriptor of the file): the file itself stays closed.
+                    with pytest.raises(duckdb.IOException, match="[Ll]ock"):
+                        duckdb.connect(str(db)).close()
                 elif dashboards and not listed:
                     out = subprocess.run(
                         [sys.executable, "-m", "workbench.cli", "runs", "--db", str(db)],
@@ -60,7 +66,7 @@ def test_runs_connect_and_the_dashboard_read_while_another_process_replays(tmp_p
     assert dashboards == 1 and "running" in listed[0]
     # The replay was not disturbed: every step is in, and the snapshot is gone with the run.
     final = wb.connect(db).runs()
-    assert final.status.tolist() == ["finished", "finished"]
+    assert final.status.tolist() == ["finished", "finished"], output
     total = wb.connect(db).sql("SELECT count(*) AS n FROM steps WHERE run_id = ?", [final.run_id.iloc[-1]])
     assert int(total.n.iloc[0]) == 2 * N
     assert not Path(f"{db}.snapshot").exists() and not Path(f"{db}.snapshot-wanted").exists()

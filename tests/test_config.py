@@ -11,7 +11,7 @@ from conftest import agrawal_config
 import workbench as wb
 from workbench import config as cfgmod
 from workbench.errors import ConfigError
-from workbench.learners.registry import resolve
+from workbench.learners.registry import RIVER_ESTIMATOR, resolve
 
 
 def refuse(config: dict, db) -> str:
@@ -161,7 +161,7 @@ def test_entry_point_plugin_resolves(tmp_path, monkeypatch):
     pkg.mkdir()
     (pkg / "__init__.py").write_text("from river.linear_model import LogisticRegression as MyModel\n")
     with pytest.raises(ConfigError, match="is not allowed"):
-        resolve("myplugin.MyModel", "learners[0].model")
+        resolve("myplugin.MyModel", "learners[0].model", RIVER_ESTIMATOR)
     dist = tmp_path / "myplugin-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myplugin\nVersion: 1.0\n")
@@ -169,7 +169,7 @@ def test_entry_point_plugin_resolves(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     from river.linear_model import LogisticRegression
 
-    assert resolve("myplugin.MyModel", "learners[0].model") is LogisticRegression
+    assert resolve("myplugin.MyModel", "learners[0].model", RIVER_ESTIMATOR) is LogisticRegression
 
 
 def test_yaml_on_is_a_key_not_a_boolean(tmp_path):

@@ -17,6 +17,7 @@ import workbench as wb
 from workbench.config import load as load_config
 from workbench.export import BundleError, load, verify
 from workbench.export.service import Refusal, Service
+from workbench.export.signing import sign_bundle
 
 WORKBENCH = str(Path(sys.executable).parent / "workbench")
 
@@ -32,11 +33,11 @@ def test_bundle_holds_config_state_settings_and_a_manifest(run_id, tmp_path):
     db, rid = run_id
     out = wb.export(rid, "lr", tmp_path / "b", db=db)
     names = {p.name for p in out.iterdir()}
-    assert names == {"config.yaml", "model.pkl", "settings.yaml", "manifest.json", "SHA256SUMS"}
+    assert names == {"config.yaml", "model.pkl", "settings.yaml", "manifest.json", "SHA256SUMS", "SIGNATURE"}
     sums = dict(
         reversed(line.split("  ")) for line in (out / "SHA256SUMS").read_text().splitlines()
     )
-    for name in names - {"SHA256SUMS"}:
+    for name in names - {"SHA256SUMS", "SIGNATURE"}:
         assert sums[name] == hashlib.sha256((out / name).read_bytes()).hexdigest()
     manifest = json.loads((out / "manifest.json").read_text())
     assert (
@@ -114,15 +115,19 @@ def test_a_tampered_bundle_is_refused_before_unpickling(run_id, tmp_path):
         text=True,
     )
     assert result.returncode == 2 and "model.pkl does not match its SHA-256" in result.stderr
-    # Re-hashing the model in SHA256SUMS alone does not help: the manifest disagrees.
+    # Re-hashing the model in SHA256SUMS breaks the signature; and were the bundle unsigned
+    # (and trusted), the manifest would still disagree.
     sums = (out / "SHA256SUMS").read_text().splitlines()
     digest = hashlib.sha256((out / "model.pkl").read_bytes()).hexdigest()
     (out / "SHA256SUMS").write_text(
         "\n".join(f"{digest}  model.pkl" if line.endswith("  model.pkl") else line for line in sums)
         + "\n"
     )
+    with pytest.raises(BundleError, match="signature of .* does not match: it was altered"):
+        load(out, trust_unsigned=True)
+    (out / "SIGNATURE").unlink()
     with pytest.raises(BundleError, match="manifest.json and SHA256SUMS disagree"):
-        load(out)
+        load(out, trust_unsigned=True)
     assert not marker.exists()
 
 
@@ -140,6 +145,7 @@ def test_a_bundle_from_another_river_version_is_refused(run_id, tmp_path):
         for line in (out / "SHA256SUMS").read_text().splitlines()
     ]
     (out / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    sign_bundle(out)  # as the exporter would have
     with pytest.raises(
         BundleError,
         match=r"made with River 0.19.0, this environment has River .*install river==0.19.0",

@@ -181,7 +181,7 @@ def test_rollback_serves_an_earlier_version_again(exported, tmp_path):
         ]
         x = stream[500].x
         before = call(server.url + "/predict", {"features": x}, token=TOKEN)[1]
-        expected = {json.dumps(k): v for k, v in bundle.model.predict_proba_one(x).items()}
+        expected = {str(int(k)): v for k, v in bundle.model.predict_proba_one(x).items()}  # labels 0/1
         assert before["version"] == 3 and before["proba"] != expected  # it learned
         status, answer = call(server.url + "/rollback", {"version": 1}, token=TOKEN)
         assert status == 200 and answer == {"version": 4, "restored": 1, "previous": 3}
@@ -262,7 +262,7 @@ def test_kill_9_then_restart_resumes_from_the_last_checkpoint(exported, tmp_path
         for ev in stream[:20]:
             model.learn_one(ev.x, ev.y)
         served = call(server.url + "/predict", {"features": x})[1]["proba"]
-        assert served == {json.dumps(k): v for k, v in model.predict_proba_one(x).items()}
+        assert served == {str(int(k)): v for k, v in model.predict_proba_one(x).items()}  # labels 0/1
         assert all(math.isfinite(p) for p in served.values())
     finally:
         printed = server.stop()

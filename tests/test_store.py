@@ -138,7 +138,8 @@ def test_a_failing_learner_marks_the_run_failed(db):
         task = "Binary classification"
 
         def __iter__(self):
-            yield from [({"a": 1.0}, True)] * 100
+            # past the first 200 events, which preprocessing is checked against before the run
+            yield from [({"a": 1.0}, True)] * 300
             yield {"a": "oops"}, False  # the scaler cannot handle a string
 
     config = {"name": "breaks", "learners": agrawal_config()["learners"][:1]}
@@ -147,7 +148,7 @@ def test_a_failing_learner_marks_the_run_failed(db):
     runs = wb.connect(str(db)).runs()
     assert runs.status.tolist() == ["failed"]
     assert runs.error.iloc[0].startswith("TypeError")
-    assert wb.connect(str(db)).sql("SELECT count(*) AS n FROM steps").n.iloc[0] == 100
+    assert wb.connect(str(db)).sql("SELECT count(*) AS n FROM steps").n.iloc[0] == 300
 
 
 def test_a_second_process_gets_a_clear_error_on_a_busy_database(db):

@@ -199,22 +199,34 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from workbench.export import export, load
+    import json
+
+    from workbench.export import export
+    from workbench.export.signing import SIGNATURE
 
     path = export(args.run, args.learner, args.output, db=args.db, version=args.version)
-    bundle = load(path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    signed = "signed" if (path / SIGNATURE).exists() else "UNSIGNED"
     print(
-        f"exported {bundle.learner} v{bundle.version} ({bundle.manifest['model']}) of run "
-        f"{args.run} to {path}\nverify it: workbench verify-bundle {path} --run {args.run} "
+        f"exported {manifest['learner']} v{manifest['version']} ({manifest['model']}) of run "
+        f"{args.run} to {path} ({signed})\nverify it: workbench verify-bundle {path} --run {args.run} "
         f"--db {args.db}"
     )
+    return 0
+
+
+def cmd_sign_bundle(args: argparse.Namespace) -> int:
+    from workbench.export.signing import key_id, sign_bundle, signing_key
+
+    path = sign_bundle(args.bundle)
+    print(f"signed {args.bundle} with key {key_id(signing_key())}: {path}")
     return 0
 
 
 def cmd_verify_bundle(args: argparse.Namespace) -> int:
     from workbench.export import verify
 
-    result = verify(args.bundle, args.run, db=args.db)
+    result = verify(args.bundle, args.run, db=args.db, trust_unsigned=args.trust_unsigned)
     print(result)
     return 0 if result.ok else 1
 
@@ -234,8 +246,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         read_only=args.read_only,
         workers=args.workers,
+        trust_unsigned=args.trust_unsigned,
+        keep=args.keep_checkpoints,
     )
     return 0
+
+
+_TRUST_HELP = (
+    "load a bundle that is not signed (or that cannot be checked: no key here); its model.pkl runs code "
+    "when loaded, so only for bundles you made yourself"
+)
 
 
 def add_export_commands(sub, with_db) -> None:
@@ -250,7 +270,15 @@ def add_export_commands(sub, with_db) -> None:
     p.add_argument("bundle", metavar="DIR", help="the bundle (a directory written by `workbench export`)")
     p.add_argument("--run", required=True, help="the run the bundle was exported from")
     p.add_argument("--db", default=None, help="DuckDB file of runs (default: the one the bundle came from)")
+    p.add_argument("--trust-unsigned", action="store_true", help=_TRUST_HELP)
     p.set_defaults(func=cmd_verify_bundle)
+
+    p = sub.add_parser(
+        "sign-bundle",
+        help="sign a bundle with the key in $WORKBENCH_SIGNING_KEY (or the file in $WORKBENCH_SIGNING_KEY_FILE)",
+    )
+    p.add_argument("bundle", metavar="DIR")
+    p.set_defaults(func=cmd_sign_bundle)
 
     p = sub.add_parser("serve", help="serve a bundle over HTTP: predict, learn, roll back, metrics")
     p.add_argument("bundle", metavar="DIR", help="the bundle (a directory written by `workbench export`)")
@@ -259,6 +287,10 @@ def add_export_commands(sub, with_db) -> None:
     p.add_argument("--token", default=None, help="token for /learn and /rollback (default: $WORKBENCH_TOKEN)")
     p.add_argument("--state-dir", default=None, help="where checkpoints go (default: DIR/state)")
     p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N", help="checkpoint every N updates")
+    p.add_argument(
+        "--keep-checkpoints", type=int, default=10, metavar="N",
+        help="checkpoints kept in the state folder; older ones are deleted (the bundle's version stays)",
+    )
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, metavar="N", help="refuse bodies over N bytes")
     p.add_argument("--protect-predict", action="store_true", help="require the token for /predict too")
     p.add_argument("--max-batch", type=int, default=1000, metavar="N", help="refuse batches of over N instances")
@@ -266,6 +298,7 @@ def add_export_commands(sub, with_db) -> None:
     p.add_argument(
         "--workers", type=int, default=1, metavar="N", help="serve from N processes on one port (needs --read-only)"
     )
+    p.add_argument("--trust-unsigned", action="store_true", help=_TRUST_HELP)
     p.set_defaults(func=cmd_serve)
 
 

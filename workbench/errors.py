@@ -21,3 +21,7 @@ class DatabaseLockedError(WorkbenchError):
 
 class SourceError(WorkbenchError):
     """A source cannot be read at all (missing file, dataset that must be downloaded...)."""
+
+
+class BundleError(WorkbenchError):
+    """A bundle that cannot be made or must not be loaded (tampered, unsigned, incompatible)."""

@@ -5,6 +5,7 @@ They are plain slotted classes: one is made per event, so they must be cheap to 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter
@@ -34,6 +35,30 @@ class Event(NamedTuple):
 #: ``map(make_event, zip(xs, ys, times, keys, origins, delays))`` runs entirely in C. The tuple
 #: must have all six fields.
 make_event = partial(tuple.__new__, Event)
+
+
+def non_finite(x: dict) -> str | None:
+    """The name of the first feature holding NaN or ±Infinity, else None.
+
+    One rule for every way in (the block and per-message Kafka paths, CSV/Parquet/JSON Lines files,
+    the service): such a number poisons most learners' state for good, so the record is refused
+    with ``non_finite_reason`` instead of learned from.
+    """
+    for name, value in x.items():
+        if value.__class__ is float and not math.isfinite(value):
+            return name
+    return None
+
+
+def non_finite_reason(name: str, value: float) -> str:
+    return f"feature {name!r} is {value!r}: numbers must be finite (NaN and Infinity are refused)"
+
+
+def identity(key: Any) -> Any:
+    """What tells two event ids apart: the value *and* its JSON type, so that ``0`` and ``0.0``,
+    or ``1`` and ``true``, are different ids (Python alone holds them equal). A string is its
+    own identity (no other type equals a string; most ids are strings, and this is cheaper)."""
+    return key if key.__class__ is str else (key.__class__, key)
 
 
 @dataclass(frozen=True)

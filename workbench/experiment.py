@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import secrets
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -158,30 +161,37 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     started = time.perf_counter()
     status, error = "finished", None
     try:
-        for batches in runner.run(events):
-            writer.write(batches)
-            if feature_drift is not None:
-                writer.feature_drift(*feature_drift.take())
-            bar.show(runner.n_events)
+        with _terminate_as_interrupt():
+            for batches in runner.run(events):
+                writer.write(batches)
+                if feature_drift is not None:
+                    writer.feature_drift(*feature_drift.take())
+                bar.show(runner.n_events)
     except KeyboardInterrupt:
         status = "interrupted"
         writer.write(runner.take())
     except BaseException as exc:
         status, error = "failed", f"{type(exc).__name__}: {exc}"
-        writer.write(runner.take())
+        if writer.broken is None:
+            writer.write(runner.take())
         raise
     finally:
         bar.close()
         elapsed = time.perf_counter() - started
-        if feature_drift is not None:
-            writer.feature_drift(*feature_drift.take())
-        if status != "failed":  # a failed model may be half-updated: do not offer it for export
-            for arm in arms:
-                writer.checkpoint(arm.checkpoint(runner.n_events, "final"))
-        counts = {"n_events": runner.n_events, "n_dead_letters": writer.n_dead_letters,
-                  "n_unlabelled": runner.n_unlabelled, **replay.counts()}
-        writer.late_events(replay.replayed_late())
-        writer.finish(status, counts, [_learner_row(arm, cfg) for arm in arms], elapsed, error)
+        try:
+            if feature_drift is not None:
+                writer.feature_drift(*feature_drift.take())
+            if status != "failed":  # a failed model may be half-updated: do not offer it for export
+                for arm in arms:
+                    writer.checkpoint(arm.checkpoint(runner.n_events, "final"))
+            writer.late_events(replay.replayed_late())
+        except Exception as exc:  # the writer broke (a full disk): the run failed, and says why
+            status, error = "failed", error or f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            counts = {"n_events": runner.n_events, "n_dead_letters": writer.n_dead_letters,
+                      "n_unlabelled": runner.n_unlabelled, **replay.counts()}
+            writer.finish(status, counts, [_learner_row(arm, cfg) for arm in arms], elapsed, error)
     if status == "interrupted":
         warnings.warn(
             f"replay interrupted after {runner.n_events:,} events: run {run_id} keeps the "
@@ -207,6 +217,24 @@ def first_schema(cfg: config_mod.Config, stream: Iterable | None) -> tuple[list[
     peek = dataclasses.replace(cfg, replay=dataclasses.replace(cfg.replay, speed=None))
     fields, _ = infer_schema(Replay(peek, open_source(cfg.source, cfg.seed, head), lambda _dead: None).events())
     return fields, stream
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a supervisor stopping the replay, `kill PID`) ends it as Ctrl-C does: the run is
+    marked interrupted and keeps its final checkpoint. Only where nothing else handles it."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def wire(cfg: config_mod.Config, source, arms: list, dead_letter: DeadLetterSink,

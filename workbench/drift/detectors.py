@@ -16,6 +16,7 @@ from river import base
 
 from workbench.config import DriftConfig, ModelSpec
 from workbench.errors import ConfigError
+from workbench.learners.registry import DRIFT_DETECTOR
 from workbench.learners.river import instantiate
 
 #: where a StepBatch row keeps the fields a detector reads (see events.STEP_COLUMNS)
@@ -23,15 +24,7 @@ CORRECT, LOSS = 5, 6
 
 
 def build(cfg: DriftConfig, key: str) -> base.DriftDetector | base.BinaryDriftDetector:
-    detector = instantiate(ModelSpec(cfg.detector, cfg.params), f"{key}.detector")
-    if not isinstance(detector, (base.DriftDetector, base.BinaryDriftDetector)):
-        raise ConfigError(
-            f"{key}.detector",
-            f"{cfg.detector} is not a River drift detector; "
-            "try river.drift.ADWIN, river.drift.PageHinkley, river.drift.KSWIN, "
-            "river.drift.binary.DDM, river.drift.binary.EDDM, river.drift.binary.HDDMA",
-        )
-    return detector
+    return instantiate(ModelSpec(cfg.detector, cfg.params), key, DRIFT_DETECTOR, f"{key}.detector")
 
 
 def error(row: tuple) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from river import metrics
 
 from workbench.errors import ConfigError
-from workbench.learners.registry import resolve
+from workbench.learners.registry import METRIC, resolve
 
 CLASSIFICATION = {
     "accuracy": metrics.Accuracy,
@@ -41,10 +41,7 @@ def allowed(task: str) -> list[str]:
 def make(name: str, task: str, key: str = "metrics") -> metrics.base.Metric:
     """A fresh River metric for ``name`` (a short name or a dotted river.metrics path)."""
     if name.startswith("river."):
-        metric = resolve(name, key)()
-        if not isinstance(metric, metrics.base.Metric):
-            raise ConfigError(key, f"{name} is not a River metric")
-        return metric
+        return resolve(name, key, METRIC)()
     if name not in allowed(task):
         raise ConfigError(
             key,

@@ -23,6 +23,8 @@ import gc
 import hmac
 import json
 import os
+import sys
+import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,6 +42,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.exceptions import HTTPException
 
 from workbench import __version__
 from workbench.errors import ConfigError
@@ -53,6 +56,7 @@ MAX_BATCH = 1000
 PREDICT_CHUNK = 64
 TOKEN_ENV = "WORKBENCH_TOKEN"
 _JSON = "application/json"
+_TOO_DEEP = "JSON nested too deeply: a body is an object of records whose values are numbers, text or booleans"
 _ORJSON = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 _BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -171,9 +175,13 @@ def create_app(
             return empty
         try:
             data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
+            if "depth" in str(exc):  # orjson stops at 1,024 levels
+                raise Refusal(422, [invalid(["body"], _TOO_DEEP, "json_invalid")]) from None
             try:  # the stdlib reads NaN and Infinity, so the schema can name the field holding one
                 data = json.loads(raw)
+            except RecursionError:
+                raise Refusal(422, [invalid(["body"], _TOO_DEEP, "json_invalid")]) from None
             except ValueError as exc:
                 raise Refusal(
                     422, [invalid(["body"], f"invalid JSON: {exc}", "json_invalid")]
@@ -195,13 +203,19 @@ def create_app(
                 if guarded:
                     authorize(request)
                 answer = await work(request)
+                content = answer if type(answer) is bytes else orjson.dumps(answer, option=_ORJSON)
             except Refusal as exc:
                 metrics.requests.labels(name, str(exc.status)).inc()
                 latency.observe(perf_counter() - started)
                 return Response(
                     orjson.dumps({"detail": exc.detail}), exc.status, exc.headers, _JSON
                 )
-            content = answer if type(answer) is bytes else orjson.dumps(answer, option=_ORJSON)
+            except Exception as exc:  # a bug, or the model failing: counted, logged, answered
+                metrics.requests.labels(name, "500").inc()
+                latency.observe(perf_counter() - started)
+                traceback.print_exc(file=sys.stderr)
+                detail = f"internal error ({type(exc).__name__}); the server's log has the traceback"
+                return Response(orjson.dumps({"detail": detail}), 500, None, _JSON)
             ok.inc()
             latency.observe(perf_counter() - started)
             return Response(content, 200, None, _JSON)
@@ -255,12 +269,10 @@ def create_app(
         return answer
 
     async def health(request: Request) -> dict:
-        return {
-            "status": "ok",
-            "version": service.version,
-            "n_updates": service.n_updates,
-            "lost_updates": service.lost_updates,
-        }
+        report = service.health()
+        if report["status"] != "ok":
+            raise Refusal(503, report)
+        return report
 
     async def version(request: Request) -> dict:
         return service.info()
@@ -293,6 +305,13 @@ def create_app(
         )
     app.add_middleware(_FastLane, path="/predict", method="POST", handler=handlers["/predict"])
     metrics_route = endpoint("metrics", prometheus, False)
+
+    async def not_routed(request: Request, exc: HTTPException) -> Response:
+        """An unknown path or method: answered as JSON, and counted like every answer."""
+        metrics.requests.labels("other", str(exc.status_code)).inc()
+        return Response(orjson.dumps({"detail": exc.detail}), exc.status_code, exc.headers, _JSON)
+
+    app.add_exception_handler(HTTPException, not_routed)
 
     async def metrics_text(request: Request) -> Response:
         response = await metrics_route(request)
@@ -364,7 +383,9 @@ def _openapi_bodies(service: Service) -> dict[str, dict]:
         "required": required,
         "additionalProperties": False,
     }
-    label = kinds.get(service.bundle.target["type"], {})
+    label = dict(kinds.get(service.bundle.target["type"], {}))
+    if service.bundle.target.get("classes") is not None:
+        label["enum"] = service.bundle.target["classes"]
 
     def body(*options: dict) -> dict:
         return {
@@ -424,6 +445,8 @@ def serve(
     checkpoint_every: int = 1000,
     max_body_bytes: int = MAX_BODY_BYTES,
     protect_predict: bool = False,
+    trust_unsigned: bool = False,
+    keep: int = 10,
     max_batch: int = MAX_BATCH,
     read_only: bool = False,
     workers: int = 1,
@@ -446,6 +469,8 @@ def serve(
         "token": token,
         "state_dir": None if state_dir is None else str(state_dir),
         "checkpoint_every": checkpoint_every,
+        "trust_unsigned": trust_unsigned,
+        "keep": keep,
         "max_body_bytes": max_body_bytes,
         "protect_predict": protect_predict,
         "max_batch": max_batch,
@@ -468,7 +493,15 @@ def serve(
     try:
         if workers > 1:
             os.environ[_SETTINGS_ENV] = json.dumps(settings)
-            uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **options)
+            # A worker answers uvicorn's health pings only once it has imported the app (~3-10 s
+            # here): its default 5 s restarts them before they ever serve.
+            uvicorn.run(
+                f"{__name__}:worker_app",
+                factory=True,
+                workers=workers,
+                timeout_worker_healthcheck=120,
+                **options,
+            )
         else:
             uvicorn.run(app, **options)
     finally:
@@ -476,7 +509,14 @@ def serve(
 
 
 def _app(settings: dict[str, Any]) -> tuple[Service, FastAPI]:
-    service = Service(settings["bundle"], settings["state_dir"], settings["checkpoint_every"])
+    service = Service(
+        settings["bundle"],
+        settings["state_dir"],
+        settings["checkpoint_every"],
+        settings["trust_unsigned"],
+        settings["keep"],
+        settings["read_only"],
+    )
     app = create_app(
         service,
         settings["token"],

@@ -7,8 +7,10 @@ Layout of a bundle directory::
     settings.yaml   drift detector and guard settings the service applies
     manifest.json   versions, feature schema, metrics at export, SHA-256 of the files above
     SHA256SUMS      SHA-256 of every file, manifest included (`sha256sum -c SHA256SUMS` works)
+    SIGNATURE       HMAC-SHA256 of SHA256SUMS with the signing key (see signing.py)
 
-Loading checks every hash before anything is unpickled: a pickle runs code when it is read.
+Loading checks the signature, then every hash, before anything is unpickled: a pickle runs
+code when it is read.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import json
 import pickle
 import platform
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError
@@ -28,10 +31,12 @@ import yaml
 
 from workbench import __version__
 from workbench.config import YamlLoader
-from workbench.errors import WorkbenchError
+from workbench.errors import BundleError
+from workbench.export import signing
 from workbench.store import DEFAULT_DB, Store
 
-FORMAT = 1
+#: 2: signed, and the target's type and classes are always known
+FORMAT = 2
 MODEL, CONFIG, SETTINGS, MANIFEST, SUMS = (
     "model.pkl",
     "config.yaml",
@@ -39,12 +44,12 @@ MODEL, CONFIG, SETTINGS, MANIFEST, SUMS = (
     "manifest.json",
     "SHA256SUMS",
 )
+class UnsignedBundleWarning(UserWarning):
+    """A bundle was exported without a signing key: servers refuse it unless trusted."""
+
+
 #: the detector a service runs when the run's config has no ``drift`` key
 DEFAULT_DRIFT = {"detector": "river.drift.ADWIN", "params": {}, "on": "error", "action": "none"}
-
-
-class BundleError(WorkbenchError):
-    """A bundle that cannot be made or must not be loaded (tampered, incompatible, incomplete)."""
 
 
 def _sha256(data: bytes) -> str:
@@ -156,9 +161,7 @@ def export(
                 for f in schema
                 if f["role"] == "feature"
             ],
-            "target": next(
-                {k: f[k] for k in ("type", "nullable")} for f in schema if f["role"] == "target"
-            ),
+            "target": _target(store, run_id, info["task"], schema),
         },
         "metrics": cp["metrics"],
         "files": {name: _sha256(data) for name, data in files.items()},
@@ -166,10 +169,57 @@ def export(
     files[MANIFEST] = json.dumps(manifest, indent=2, default=str).encode()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / signing.SIGNATURE).unlink(missing_ok=True)  # a signature of an earlier export
     for name, data in files.items():
         (out / name).write_bytes(data)
     (out / SUMS).write_text("".join(f"{_sha256(data)}  {name}\n" for name, data in files.items()))
+    if signing.signing_key() is not None:
+        signing.sign_bundle(out)
+    else:
+        warnings.warn(
+            f"{out} is NOT SIGNED: no ${signing.KEY_ENV} or ${signing.KEY_FILE_ENV} is set, so "
+            "`workbench serve` and `verify-bundle` will refuse it unless given --trust-unsigned. "
+            "Sign it where the key is kept with `workbench sign-bundle`.",
+            UnsignedBundleWarning,
+            stacklevel=2,
+        )
     return out
+
+
+def _target(store: Store, run_id: str, task: str, schema: list[dict[str, Any]]) -> dict[str, Any]:
+    """The target's type (boolean, number, string) and, for a classifier, every class the run
+    saw labelled: what a service accepts as a label, and answers in."""
+    kind = next(f["type"] for f in schema if f["role"] == "target")
+    if task == "regression":
+        return {"type": "number", "nullable": False}
+    texts = store.sql(
+        "SELECT DISTINCT y_true FROM steps WHERE run_id = ? AND y_true IS NOT NULL ORDER BY 1", [run_id]
+    ).y_true.tolist()
+    if not texts:
+        raise BundleError(f"run {run_id!r} has no labelled step: nothing says which classes a label may be")
+    if kind not in ("boolean", "number", "string"):  # the replay's sample held no label (joined later)
+        kind = _kind_of(texts)
+    return {"type": kind, "nullable": False, "classes": [_parse_label(t, kind) for t in texts]}
+
+
+def _kind_of(texts: list[str]) -> str:
+    if set(texts) <= {"true", "false"}:
+        return "boolean"
+    try:
+        [float(t) for t in texts]
+    except ValueError:
+        return "string"
+    return "number"
+
+
+def _parse_label(text: str, kind: str) -> Any:
+    """A label as the store wrote it (text) back in the stream's own type."""
+    if kind == "boolean":
+        return text == "true"
+    if kind == "number":
+        number = float(text)
+        return int(number) if number.is_integer() else number
+    return text
 
 
 def _drift_for(drift, learner: str) -> dict | None:
@@ -191,18 +241,22 @@ def _learner_config(config: dict[str, Any], learner: str) -> dict[str, Any]:
     return {**config, "learners": specs}
 
 
-def read_verified(path: str | Path) -> dict[str, bytes]:
-    """Every file of the bundle, each checked against SHA256SUMS and the manifest.
+def read_sums(path: Path) -> bytes:
+    if not (path / SUMS).is_file():
+        raise BundleError(f"{path} is not a bundle: it has no {SUMS} (make one with `workbench export`)")
+    return (path / SUMS).read_bytes()
+
+
+def read_verified(path: str | Path, sums: bytes | None = None) -> dict[str, bytes]:
+    """Every file of the bundle, each checked against SHA256SUMS (``sums``: its bytes, already
+    read) and the manifest.
 
     Raises BundleError naming the first file that is missing, extra or altered.
     """
     path = Path(path)
-    if not (path / SUMS).is_file():
-        raise BundleError(
-            f"{path} is not a bundle: it has no {SUMS} (make one with `workbench export`)"
-        )
+    sums = read_sums(path) if sums is None else sums
     expected: dict[str, str] = {}
-    for line in (path / SUMS).read_text().splitlines():
+    for line in sums.decode(errors="replace").splitlines():
         digest, _, name = line.partition("  ")
         expected[name] = digest
     missing = {MODEL, CONFIG, SETTINGS, MANIFEST} - set(expected)
@@ -248,10 +302,13 @@ def check_compatible(manifest: dict[str, Any]) -> None:
         )
 
 
-def load(path: str | Path) -> Bundle:
-    """Verify every hash and the River version, then unpickle the model."""
+def load(path: str | Path, trust_unsigned: bool = False) -> Bundle:
+    """Check the signature (an unsigned bundle only with ``trust_unsigned``), every hash and
+    the River version, then unpickle the model."""
     path = Path(path)
-    data = read_verified(path)
+    sums = read_sums(path)
+    signing.check(path, sums, trust_unsigned)
+    data = read_verified(path, sums)
     manifest = json.loads(data[MANIFEST])
     check_compatible(manifest)
     model = pickle.loads(data[MODEL])

@@ -13,6 +13,7 @@ between ``updates`` and that checkpoint is the number of updates lost.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -23,9 +24,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from workbench.config import ModelSpec
 from workbench.export.bundle import Bundle, BundleError, load
-from workbench.learners.registry import resolve
-from workbench.learners.river import gives_proba
+from workbench.learners.registry import DRIFT_DETECTOR
+from workbench.learners.river import gives_proba, instantiate
 
 _MISSING = object()
 _COUNTER_WIDTH = 20
@@ -50,7 +52,19 @@ _CHECKS = {
     "number": (lambda v: type(v) in (int, float), "a number"),
     "string": (lambda v: type(v) is str, "a string"),
     "boolean": (lambda v: type(v) is bool, "true or false"),
+    # a feature seen with several types: any JSON scalar, never an object or a list
+    "any": (lambda v: type(v) in (int, float, str, bool), "a number, a string or true/false"),
 }
+#: classes named in full in an error about an unknown label
+_SHOWN_CLASSES = 20
+
+
+def shown(value: Any) -> str:
+    """A value as an error shows it: short, and safe however deeply it nests."""
+    if type(value) in (dict, list):
+        return f"an {'object' if type(value) is dict else 'array'}"
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class Schema:
@@ -59,10 +73,14 @@ class Schema:
 
     def __init__(self, features: list[dict[str, Any]], target: dict[str, Any]):
         self.names = frozenset(f["name"] for f in features)
+        self.types = {f["name"]: f["type"] for f in features}
         self.fields = [(f["name"], _CHECKS.get(f["type"]), f["nullable"]) for f in features]
         # features the model knows by an integer name arrive as text: "3" → 3
         self.keys = {f["name"]: int(f["name"]) for f in features if f.get("name_type") == "int"}
         self.target = _CHECKS.get(target["type"])
+        # every class the run saw, each mapped to itself: a lookup also finds 1 for 1.0 (and
+        # for True, which the type check refuses first), answering in the stream's own type
+        self.classes = None if target.get("classes") is None else {c: c for c in target["classes"]}
 
     def features(self, x: Any, loc: list) -> dict:
         if type(x) is not dict:
@@ -83,9 +101,7 @@ class Schema:
                     errors.append(invalid([*loc, name], "missing feature", "missing"))
             elif check is not None and not check[0](value):
                 errors.append(
-                    invalid(
-                        [*loc, name], f"expected {check[1]}, got {json.dumps(value)}", "type_error"
-                    )
+                    invalid([*loc, name], f"expected {check[1]}, got {shown(value)}", "type_error")
                 )
             elif type(value) is float and not math.isfinite(value):
                 errors.append(
@@ -100,15 +116,49 @@ class Schema:
         return x
 
     def label(self, y: Any, loc: list) -> Any:
+        """The label in the stream's own type, or an error: a label of another type or a class
+        the model was never trained on is refused (it could only poison the model)."""
         if y is None:
             raise Refusal(422, [invalid(loc, "missing label", "missing")])
         if self.target is not None and not self.target[0](y):
-            raise Refusal(
-                422, [invalid(loc, f"expected {self.target[1]}, got {json.dumps(y)}", "type_error")]
-            )
+            raise Refusal(422, [invalid(loc, f"expected {self.target[1]}, got {shown(y)}", "type_error")])
         if type(y) is float and not math.isfinite(y):
             raise Refusal(422, [invalid(loc, f"must be a finite number, got {y}", "finite_number")])
-        return y
+        if self.classes is None:
+            return y
+        known = self.classes.get(y, _MISSING)
+        if known is _MISSING:
+            classes = list(self.classes)
+            listed = ", ".join(json.dumps(c) for c in classes[:_SHOWN_CLASSES])
+            more = f" and {len(classes) - _SHOWN_CLASSES:,} more" if len(classes) > _SHOWN_CLASSES else ""
+            raise Refusal(
+                422,
+                [
+                    invalid(
+                        loc,
+                        f"unknown label {shown(y)}: the model was trained on {listed}{more} "
+                        "(a new class needs a new run and export)",
+                        "label_unknown",
+                    )
+                ],
+            )
+        return known
+
+    def example(self) -> dict:
+        """A record of the schema's shape (zeros, empty text, false) for /health to ask the
+        model before any request came."""
+        blank = {"number": 0.0, "string": "", "boolean": False, "any": 0.0}
+        x = {name: blank[check_type] for name, check_type in self.types.items() if check_type in blank}
+        return {self.keys.get(k, k): v for k, v in x.items()}
+
+    def answer(self, prediction: Any) -> Any:
+        """A prediction (or its probabilities) in the stream's terms: River's binary models
+        answer True/False to a stream labelled 0/1."""
+        if self.classes is None:
+            return prediction
+        if type(prediction) is dict:
+            return {self.classes.get(k, k): p for k, p in prediction.items()}
+        return self.classes.get(prediction, prediction)
 
 
 def _now() -> str:
@@ -132,11 +182,21 @@ class Service:
         bundle: str | Path | Bundle,
         state_dir: str | Path | None = None,
         checkpoint_every: int = 1000,
+        trust_unsigned: bool = False,
+        keep: int = 10,
+        read_only: bool = False,
     ):
-        self.bundle = bundle if isinstance(bundle, Bundle) else load(bundle)
+        self.trust_unsigned = trust_unsigned
+        # a read-only service (serve --read-only, --workers N) predicts only: it shares the state
+        # folder with other read-only ones, never with a learning one, and writes nothing there
+        self.read_only = read_only
+        self.bundle = bundle if isinstance(bundle, Bundle) else load(bundle, trust_unsigned)
         self.state_dir = Path(state_dir) if state_dir else self.bundle.path / "state"
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock(self.state_dir, shared=read_only)
         self.checkpoint_every = checkpoint_every
+        self.keep = keep  # checkpoints kept in state_dir (the bundle's version is always there)
+        self._pruned: list[int] = []  # versions dropped from the list, whose files go next
         manifest = self.bundle.manifest
         self.schema = Schema(self.bundle.features, self.bundle.target)
         self.classifier = manifest["task"] != "regression"
@@ -157,6 +217,7 @@ class Service:
             }
         ]
         self.version, self.n_updates, self.lost_updates = self.bundle.version, 0, 0
+        self.probe = self.schema.example()  # then the last record seen: what /health asks the model
         self._resume()
 
     # -- start ----------------------------------------------------------------------------------
@@ -164,7 +225,9 @@ class Service:
         if not self.detector_name:
             return None
         params = (self.bundle.settings.get("drift") or {}).get("params") or {}
-        return resolve(self.detector_name, "drift.detector")(**params)
+        # the same allow-list as a config: settings.yaml names a River detector class, or nothing runs
+        spec = ModelSpec(self.detector_name, params)
+        return instantiate(spec, "settings.yaml: drift", DRIFT_DETECTOR, "settings.yaml: drift.detector")
 
     def _resume(self) -> None:
         """Restore the newest intact checkpoint; count updates applied after it as lost."""
@@ -190,6 +253,7 @@ class Service:
                 continue
             self.versions.append(meta)
             restored = (meta, state)
+        self._prune()
         if restored is None:
             self.lost_updates = applied  # none of the updates since the bundle were checkpointed
             self.message = f"serving {self.bundle.learner} v{self.version} from the bundle"
@@ -203,7 +267,8 @@ class Service:
             self.message += (
                 f"; lost {self.lost_updates:,} updates applied after the last checkpoint"
             )
-        self._write_counter()
+        if not self.read_only:
+            self._write_counter()
 
     def _read_counter(self) -> int:
         raw = os.pread(self._counter, _COUNTER_WIDTH, 0).strip()
@@ -214,14 +279,16 @@ class Service:
 
     # -- requests -------------------------------------------------------------------------------
     def predict_one(self, x: dict) -> dict[str, Any]:
+        self.probe = x
+        answer = self.schema.answer
         if self.proba:
-            proba = self.model.predict_proba_one(x)
+            proba = answer(self.model.predict_proba_one(x))
             return {
                 "prediction": max(proba, key=proba.get) if proba else None,
                 "proba": proba,
                 "version": self.version,
             }
-        return {"prediction": self.model.predict_one(x), "version": self.version}
+        return {"prediction": answer(self.model.predict_one(x)), "version": self.version}
 
     def predict(self, body: dict) -> dict[str, Any]:
         if "features" in body:
@@ -229,14 +296,15 @@ class Service:
             return self.predict_one(self.schema.features(body["features"], ["body", "features"]))
         instances = self._instances(body, ("instances",))
         xs = [self.schema.features(x, ["body", "instances", i]) for i, x in enumerate(instances)]
+        self.probe, answer = xs[-1], self.schema.answer
         if self.proba:
-            probas = [self.model.predict_proba_one(x) for x in xs]
+            probas = [answer(self.model.predict_proba_one(x)) for x in xs]
             return {
                 "predictions": [max(p, key=p.get) if p else None for p in probas],
                 "probas": probas,
                 "version": self.version,
             }
-        return {"predictions": [self.model.predict_one(x) for x in xs], "version": self.version}
+        return {"predictions": [answer(self.model.predict_one(x)) for x in xs], "version": self.version}
 
     def learn(self, body: dict) -> tuple[dict[str, Any], tuple[dict[str, Any], bytes] | None]:
         """Learn labelled records; returns the answer and, when one is due, a checkpoint."""
@@ -269,12 +337,8 @@ class Service:
                 )
                 for i, (x, y) in enumerate(zip(instances, labels, strict=True))
             ]
-        drifts = []
-        for x, y in pairs:  # validated in full before the first update: a bad batch changes nothing
-            if self.detector is not None:
-                drifts += self._watch(x, y)
-            self.model.learn_one(x, y)
-            self.n_updates += 1
+        drifts = self._apply(pairs)
+        self.probe = pairs[-1][0]
         self._write_counter()
         snapshot = None
         if self.unsaved() >= self.checkpoint_every:
@@ -285,6 +349,37 @@ class Service:
             "version": self.version,
             "drift": drifts,
         }, snapshot
+
+    def _apply(self, pairs: list[tuple[dict, Any]]) -> list[dict[str, Any]]:
+        """Learn validated pairs, all or none: should the model fail on one, the model and the
+        detector are put back as they were before the first (a bad batch changes nothing)."""
+        before = pickle.dumps((self.model, self.detector, self.n_updates), protocol=5)
+        drifts: list[dict[str, Any]] = []
+        for i, (x, y) in enumerate(pairs):
+            try:
+                if self.detector is not None:
+                    drifts += self._watch(x, y)
+                self.model.learn_one(x, y)
+            except Exception as exc:
+                self.model, self.detector, self.n_updates = pickle.loads(before)
+                where = "the record" if len(pairs) == 1 else f"instance {i} of {len(pairs)}"
+                raise Refusal(
+                    500,
+                    f"the model failed to learn {where} ({type(exc).__name__}: {exc}); "
+                    "nothing of this request was applied",
+                ) from exc
+            self.n_updates += 1
+        return drifts
+
+    def health(self) -> dict[str, Any]:
+        """Whether the model still answers: it predicts the last record it saw (or a blank
+        one). ``status`` is 'ok', or 'failing' with the error."""
+        report = {"version": self.version, "n_updates": self.n_updates, "lost_updates": self.lost_updates}
+        try:
+            self.predict_one(self.probe)
+        except Exception as exc:
+            return {"status": "failing", "error": f"the model fails to predict: {type(exc).__name__}: {exc}", **report}
+        return {"status": "ok", **report}
 
     def unsaved(self) -> int:
         """Updates learned since the newest version was taken."""
@@ -356,7 +451,17 @@ class Service:
         if restored_from is not None:
             meta["restored_from"] = restored_from
         self.versions.append(meta)
+        self._prune()
         return meta, state
+
+    def _prune(self) -> None:
+        """Keep the newest ``keep`` checkpoints in the list (the bundle's version stays); the
+        files of the others are deleted by the next ``persist``, after it wrote its own."""
+        saved = [v for v in self.versions if v["reason"] != "bundle"]
+        dropped = {v["version"] for v in saved[: max(0, len(saved) - self.keep)]}
+        if dropped:
+            self.versions = [v for v in self.versions if v["version"] not in dropped]
+            self._pruned.extend(sorted(dropped))
 
     def persist(self, snapshot: tuple[dict[str, Any], bytes]) -> None:
         """Write a snapshot: state first, then its meta (the meta marks it complete)."""
@@ -369,6 +474,10 @@ class Service:
             os.fsync(fd)
         finally:
             os.close(fd)
+        while self._pruned:
+            old = self.state_dir / f"v{self._pruned.pop(0):06d}"
+            old.with_suffix(".json").unlink(missing_ok=True)  # the meta first: it marks a checkpoint whole
+            old.with_suffix(".pkl").unlink(missing_ok=True)
 
     def rollback(self, body: dict) -> tuple[dict[str, Any], tuple[dict[str, Any], bytes]]:
         _only(body, ("version",))
@@ -402,7 +511,7 @@ class Service:
         """The model and detector of a version (the bundle's comes with a fresh detector)."""
         if meta["reason"] == "bundle":
             # loaded and verified again: the bundle may have changed on disk since the start
-            return load(self.bundle.path).model, self._new_detector()
+            return load(self.bundle.path, self.trust_unsigned).model, self._new_detector()
         state = (self.state_dir / f"v{meta['version']:06d}.pkl").read_bytes()
         if hashlib.sha256(state).hexdigest() != meta["sha256"]:
             raise BundleError(
@@ -427,6 +536,26 @@ class Service:
 
     def close(self) -> None:
         os.close(self._counter)
+        os.close(self._lock)
+
+
+def _lock(state_dir: Path, shared: bool = False) -> int:
+    """Hold ``state_dir/lock`` while serving: a second server on the same folder would write
+    over the first one's checkpoints and update counter. The lock goes with the process.
+    Read-only servers hold it ``shared``: they write nothing, so they exclude only a writer."""
+    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise BundleError(
+            f"{state_dir} is in use by another `workbench serve` (pid {holder}): two servers on one "
+            "state folder would overwrite each other's checkpoints; give this one its own --state-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 def _only(body: dict, allowed: tuple[str, ...]) -> None:

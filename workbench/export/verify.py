@@ -61,10 +61,13 @@ class Verification:
         return "\n".join(lines)
 
 
-def verify(bundle: str | Path | Bundle, run_id: str, db: str | Path | None = None) -> Verification:
-    """Replay run ``run_id`` through ``bundle`` and compare with the logged predictions."""
+def verify(
+    bundle: str | Path | Bundle, run_id: str, db: str | Path | None = None, trust_unsigned: bool = False
+) -> Verification:
+    """Replay run ``run_id`` through ``bundle`` and compare with the logged predictions (an
+    unsigned bundle is refused before it is unpickled, unless ``trust_unsigned``)."""
     if not isinstance(bundle, Bundle):
-        bundle = load(bundle)
+        bundle = load(bundle, trust_unsigned)
     if run_id != bundle.manifest["run_id"]:
         raise BundleError(
             f"the bundle was exported from run {bundle.manifest['run_id']}, not {run_id}: "

@@ -18,6 +18,7 @@ from sklearn.pipeline import make_pipeline
 
 from workbench.config import BaselineConfig, ModelSpec
 from workbench.errors import ConfigError
+from workbench.learners.registry import SKLEARN_ESTIMATOR, SKLEARN_TRANSFORMER
 from workbench.learners.river import instantiate
 
 
@@ -94,15 +95,10 @@ def build(config: BaselineConfig, task: str, key: str) -> BatchLearner:
     """The baseline's scikit-learn pipeline (preprocessing, then the model), checked against
     the stream's task."""
     steps = [
-        instantiate(p, f"{key}.preprocessing[{i}]") for i, p in enumerate(config.preprocessing)
+        instantiate(p, f"{key}.preprocessing[{i}]", SKLEARN_TRANSFORMER)
+        for i, p in enumerate(config.preprocessing)
     ]
-    model = instantiate(ModelSpec(config.model, config.params), key)
-    for i, step in enumerate(steps):
-        if not hasattr(step, "transform"):
-            raise ConfigError(
-                f"{key}.preprocessing[{i}]",
-                f"{config.preprocessing[i].model} is not a scikit-learn transformer",
-            )
+    model = instantiate(ModelSpec(config.model, config.params), key, SKLEARN_ESTIMATOR)
     if task == "regression" and not is_regressor(model):
         raise ConfigError(
             f"{key}.model",

@@ -28,7 +28,7 @@ from typing import Any
 
 from workbench.config import LearnerConfig
 from workbench.errors import ConfigError
-from workbench.learners.registry import resolve
+from workbench.learners.registry import CAPYMOA_CLASSIFIER, CAPYMOA_REGRESSOR, resolve
 
 EXTRA = "pip install 'online-learning-workbench[capymoa]' (and a Java runtime, e.g. Debian's default-jre-headless)"
 _NAN = math.nan
@@ -231,18 +231,8 @@ def build(config: LearnerConfig, task: str, key: str, fields: list[dict[str, Any
             f"{key}.preprocessing", "CapyMOA learners take the features as they come: remove the preprocessing"
         )
     _java()
-    from capymoa.base import MOAClassifier, MOARegressor
-
-    cls = resolve(config.model, f"{key}.model")
-    kind, base = ("regressor", MOARegressor) if task == "regression" else ("classifier", MOAClassifier)
-    if not (isinstance(cls, type) and issubclass(cls, base)):
-        # CapyMOA's scikit-learn and PyTorch wrappers have no MOA learner to talk to
-        example = "HoeffdingTree" if kind == "classifier" else "FIMTDD"
-        raise ConfigError(
-            f"{key}.model",
-            f"{config.model} is not a CapyMOA {kind} backed by MOA (the stream's task is {task}); "
-            f"use one of MOA's in capymoa.{kind}, e.g. capymoa.{kind}.{example}",
-        )
+    kind = CAPYMOA_REGRESSOR if task == "regression" else CAPYMOA_CLASSIFIER
+    cls = resolve(config.model, f"{key}.model", kind)  # checked before anything is called
     allowed = [p for p in inspect.signature(cls).parameters if p not in ("self", "schema", "CLI")]
     for name in config.params:
         if name not in allowed:

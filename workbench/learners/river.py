@@ -10,16 +10,16 @@ from river import base, compose
 from workbench.config import AUTO, LearnerConfig, ModelSpec
 from workbench.errors import ConfigError
 from workbench.learners import preprocessing
-from workbench.learners.registry import resolve
+from workbench.learners.registry import COMPONENT, RIVER_ESTIMATOR, RIVER_TRANSFORMER, Kind, resolve
 
 
-def instantiate(spec: ModelSpec, key: str) -> Any:
-    """Build ``spec.model(**spec.params)``; nested specs in params are built first."""
-    cls = resolve(spec.model, f"{key}.model")
-    if not callable(cls):
-        raise ConfigError(key, f"'{spec.model}' is not a class or function")
+def instantiate(spec: ModelSpec, key: str, kind: Kind = COMPONENT, name_key: str | None = None) -> Any:
+    """Build ``spec.model(**spec.params)``, the class checked to be ``kind`` before it is
+    called; nested specs in params (optimizers, losses, inner models) are built first.
+    Errors name ``{key}.model`` (or ``name_key``) and ``{key}.params``."""
+    cls = resolve(spec.model, name_key or f"{key}.model", kind)
     params = {
-        name: instantiate(value, f"{key}.params.{name}") if isinstance(value, ModelSpec) else value
+        name: instantiate(value, f"{key}.params.{name}", COMPONENT) if isinstance(value, ModelSpec) else value
         for name, value in spec.params.items()
     }
     try:
@@ -48,7 +48,7 @@ def build(config: LearnerConfig, task: str, key: str, fields: list[dict[str, Any
         from workbench.learners import capymoa
 
         return capymoa.build(config, task, key, fields)
-    model = instantiate(ModelSpec(config.model, config.params), key)
+    model = instantiate(ModelSpec(config.model, config.params), key, RIVER_ESTIMATOR)
     if config.preprocessing == AUTO:
         if fields is None:
             raise ConfigError(
@@ -58,12 +58,9 @@ def build(config: LearnerConfig, task: str, key: str, fields: list[dict[str, Any
             )
         steps = [preprocessing.auto(fields, f"{key}.preprocessing")]
     else:
-        steps = [instantiate(p, f"{key}.preprocessing[{i}]") for i, p in enumerate(config.preprocessing)]
-        for i, step in enumerate(steps):
-            if not isinstance(step, base.Transformer):
-                raise ConfigError(
-                    f"{key}.preprocessing[{i}]", f"{config.preprocessing[i].model} is not a River transformer"
-                )
+        steps = [
+            instantiate(p, f"{key}.preprocessing[{i}]", RIVER_TRANSFORMER) for i, p in enumerate(config.preprocessing)
+        ]
         if fields is not None:
             preprocessing.check(steps, [p.model for p in config.preprocessing], fields, f"{key}.preprocessing")
     pipeline = compose.Pipeline(*steps, model) if steps else model
@@ -73,11 +70,8 @@ def build(config: LearnerConfig, task: str, key: str, fields: list[dict[str, Any
 
 def gives_proba(model: base.Estimator) -> bool:
     """Whether a model gives class probabilities (River's base classifier raises otherwise)."""
-    # Asked of an untrained twin: an untrained model may set itself up on the first question
-    # (River's ARF builds its trees for the features of the dict it is shown, here none).
-    probe = model.clone() if isinstance(model, base.Estimator) else model
     try:
-        probe.predict_proba_one({})
+        model.predict_proba_one({})
     except (AttributeError, NotImplementedError):  # a regressor (a pipeline has the method anyway)
         return False
     except Exception:  # an untrained model may fail on an empty dict for other reasons

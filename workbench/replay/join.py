@@ -11,7 +11,7 @@ import heapq
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from workbench.events import Event
+from workbench.events import Event, identity
 
 _LABEL, _EVENT = 0, 1
 
@@ -41,16 +41,17 @@ class LabelJoin:
             _tagged(labels, _LABEL), _tagged(events, _EVENT), key=lambda item: item[:2]
         )
         for _, tag, ev in merged:
+            key = identity(ev.key)  # 1 and true, 0 and 0.0 are different ids
             if tag == _EVENT:
                 yield seq, ev, None
-                if ev.key in early:
-                    yield seq, ev, early.pop(ev.key)
+                if key in early:
+                    yield seq, ev, early.pop(key)
                 else:
-                    waiting[ev.key] = (seq, ev)
+                    waiting[key] = (seq, ev)
                 seq += 1
-            elif ev.key in waiting:
-                asked_seq, asked = waiting.pop(ev.key)
+            elif key in waiting:
+                asked_seq, asked = waiting.pop(key)
                 yield asked_seq, asked, ev.y
-            else:  # (a second label for the same id was dropped as a duplicate by its source)
-                early[ev.key] = ev.y
+            else:  # (a second label for an id is a duplicate or a dead letter of its source)
+                early[key] = ev.y
         self.n_orphan_labels += len(early)

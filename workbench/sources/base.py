@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from workbench.events import DeadLetter, Event, TrueDrift
 
 DeadLetterSink = Callable[[DeadLetter], None]
@@ -34,3 +37,11 @@ def river_task(task: str) -> str:
         "Multi-class classification": "multiclass",
         "Regression": "regression",
     }.get(task, task)
+
+
+def has_non_finite(column: pa.Array | pa.ChunkedArray) -> bool:
+    """NaN or ±Infinity in a float column (pyarrow reads them from CSV, Parquet and even JSON),
+    checked in C: the rows are then refused one by one with ``events.non_finite``."""
+    if not pa.types.is_floating(column.type):
+        return False
+    return (pc.sum(pc.is_finite(column)).as_py() or 0) != len(column) - column.null_count

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 
 from workbench.config import SourceConfig
 from workbench.errors import ConfigError, SourceError
-from workbench.events import DeadLetter, Event, TrueDrift, make_event
-from workbench.sources.base import DeadLetterSink
+from workbench.events import DeadLetter, Event, TrueDrift, make_event, non_finite, non_finite_reason
+from workbench.sources.base import DeadLetterSink, has_non_finite
 
 BATCH_ROWS = 16_384
 FORMATS = ("csv", "parquet", "jsonl")
@@ -164,16 +164,28 @@ class FileSource:
             ys = target.to_pylist()
             times = self._times(batch.column(cfg.time)) if cfg.time else itertools.repeat(None)
             rows = zip(xs, ys, times, itertools.repeat(None), lines, itertools.repeat(None))
-            if not target.null_count:
+            non_finite_rows = any(has_non_finite(batch.column(n)) for n in [*names, cfg.target])
+            if not target.null_count and not non_finite_rows:
                 yield from map(make_event, rows)
                 continue
             for row in rows:
-                if row[1] is None:
-                    dead_letter(
-                        DeadLetter(f"{self.path}:{row[4]}", f"target column {cfg.target!r} is empty", _raw(row[0]))
-                    )
+                reason = _bad_row(row, cfg.target) if non_finite_rows or row[1] is None else None
+                if reason is not None:
+                    dead_letter(DeadLetter(f"{self.path}:{row[4]}", reason, _raw({**row[0], cfg.target: row[1]})))
                 else:
                     yield make_event(row)
+
+
+def _bad_row(row: tuple, target: str) -> str | None:
+    """Why a row (x, y, ...) cannot be learned from: an empty target, NaN or Infinity."""
+    x, y = row[0], row[1]
+    if y is None:
+        return f"target column {target!r} is empty"
+    if (name := non_finite(x)) is not None:
+        return non_finite_reason(name, x[name])
+    if non_finite({target: y}) is not None:
+        return f"target column {target!r} is {y!r}: numbers must be finite (NaN and Infinity are refused)"
+    return None
 
 
 def _raw(x: dict) -> bytes:

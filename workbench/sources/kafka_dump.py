@@ -8,10 +8,10 @@ event-time order is the replay stage's job (workbench/replay/ordering.py).
 from __future__ import annotations
 
 import glob
-import gzip
 import itertools
 import json
 import re
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -22,10 +22,21 @@ from workbench.config import SourceConfig
 from workbench.errors import ConfigError, SourceError
 from workbench.events import Event, TrueDrift
 from workbench.sources.base import DeadLetterSink
-from workbench.sources.kafka_records import Decoder, _Fallback, bisect, joined_payloads
+from workbench.sources.kafka_records import (
+    MAX_NESTING,
+    Decoder,
+    _Fallback,
+    bisect,
+    joined_payloads,
+)
 
 #: bytes of a dump read (and their messages decoded) together
 BLOCK_BYTES = 4 << 20
+#: lines longer than this, with more brackets than MAX_NESTING, are decoded one at a time: pyarrow
+#: takes seconds to minutes over a deeply nested line (orjson refuses them at once)
+LONG_LINE = 2_048
+_GZIP = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
 _S3_NAME = re.compile(r"^(?P<topic>.+)\+(?P<partition>\d+)\+(?P<offset>\d+)\.json(\.gz)?$")
 _CONSOLE_PREFIXES = ("CreateTime:", "LogAppendTime:", "NO_TIMESTAMP", "Partition:", "Offset:")
 _ENVELOPE = pa.schema(
@@ -55,31 +66,81 @@ def expand(paths: str | list[str], key: str) -> list[Path]:
     return found
 
 
-def _open(path: Path):
+class Damaged(Exception):
+    """The file's bytes end badly (a truncated or corrupt .gz, or garbage after it)."""
+
+    def __init__(self, reason: str, rest: bytes = b""):
+        super().__init__(reason)
+        self.reason, self.rest, self.line = reason, rest, 0
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    """The file's bytes a block at a time, gunzipped if it is gzipped (any number of members).
+
+    Every byte that decompresses is yielded before Damaged is raised, so that the complete lines
+    before the damage are read (Python's gzip module drops the block around it).
+    """
     with open(path, "rb") as f:
-        gzipped = f.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+        data = f.read(BLOCK_BYTES)
+        if not data.startswith(_GZIP):
+            while data:
+                yield data
+                data = f.read(BLOCK_BYTES)
+            return
+        inflate, member = zlib.decompressobj(31), True
+        while data:
+            if not member:  # between members: another one, zero padding, or garbage
+                data = data.lstrip(b"\0")
+                if not data:
+                    data = f.read(BLOCK_BYTES)
+                    continue
+                if not data.startswith(_GZIP):
+                    raise Damaged("the bytes after the end of the gzip stream are not gzip", data)
+                inflate, member = zlib.decompressobj(31), True
+            try:
+                out = inflate.decompress(data, BLOCK_BYTES)
+            except zlib.error as exc:
+                raise Damaged(f"the gzip stream is corrupt ({exc})") from None
+            if out:
+                yield out
+            if inflate.eof:
+                data, member = inflate.unused_data, False
+            elif inflate.unconsumed_tail:
+                data = inflate.unconsumed_tail
+            else:
+                data = f.read(BLOCK_BYTES)
+        if member and not inflate.eof:
+            raise Damaged("the gzip stream is truncated")
 
 
 def first_line(path: Path) -> bytes:
-    with _open(path) as f:
-        for line in f:
-            if line.strip():
-                return line.strip()
-    return b""
+    """The first non-blank line (without a byte order mark), or b"" for an empty file."""
+    head = b""
+    try:
+        for chunk in _chunks(path):
+            head += chunk
+            complete = head.removeprefix(_BOM).split(b"\n")[:-1]
+            if (line := next((x.strip() for x in complete if x.strip()), None)) is not None:
+                return line
+    except Damaged:
+        pass
+    return head.removeprefix(_BOM).strip()
 
 
 def detect(path: Path) -> str:
-    """kcat | console | s3 | jsonl, from the file name and first line."""
+    """kcat | console | s3 | jsonl, from the file name and first line; 'empty' for a file that
+    holds no line at all (it holds no record either: nothing to read)."""
     if _S3_NAME.match(path.name) and path.parent.name.startswith("partition="):
         return "s3"
     line = first_line(path)
+    if not line:
+        return "empty"
     if line.startswith(tuple(p.encode() for p in _CONSOLE_PREFIXES)):
         return "console"
     if line.startswith(b"{"):
         try:
             head = json.loads(line.decode("utf-8", "surrogateescape"))
-        except ValueError:
+        except (ValueError, RecursionError):
             return "jsonl"
         if isinstance(head, dict) and {"topic", "partition", "offset", "payload"} <= set(head):
             return "kcat"
@@ -91,16 +152,29 @@ def detect(path: Path) -> str:
 
 
 def _lines(path: Path) -> Iterator[tuple[Sequence[int], list[bytes]]]:
-    """Blocks of non-empty lines with their 1-based line numbers, read a few MB at a time."""
-    first, rest = 1, b""
-    with _open(path) as f:
-        while chunk := f.read(BLOCK_BYTES):
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
+    """Blocks of non-empty lines with their 1-based line numbers, read a few MB at a time.
+
+    On damage, the complete lines before it are yielded, then Damaged is raised with the line
+    number where it starts and the bytes of the unfinished line in ``rest``.
+    """
+    first, rest = 1, []
+    try:
+        for i, chunk in enumerate(_chunks(path)):
+            if not i:  # a byte order mark is not part of the first record
+                chunk = chunk.removeprefix(_BOM)
+            if b"\n" not in chunk:  # a long line: join its pieces once, not at every block
+                rest.append(chunk)
+                continue
+            lines = b"".join([*rest, chunk]).split(b"\n")
+            rest = [lines.pop()]
             yield _numbered(lines, first)
             first += len(lines)
-        if rest:
-            yield _numbered([rest], first)
+    except Damaged as exc:
+        exc.rest = b"".join([*rest, exc.rest])
+        exc.line = first
+        raise
+    if tail := b"".join(rest):
+        yield _numbered([tail], first)
 
 
 def _numbered(lines: list[bytes], first: int) -> tuple[Sequence[int], list[bytes]]:
@@ -113,6 +187,28 @@ def _numbered(lines: list[bytes], first: int) -> tuple[Sequence[int], list[bytes
     return numbers, lines
 
 
+def _deep(line: bytes) -> bool:
+    """May the line nest deeper than MAX_NESTING? (A cheap bound: short lines cannot nest much.)"""
+    return len(line) > LONG_LINE and line.count(b"{") + line.count(b"[") > MAX_NESTING
+
+
+def _around_deep(read, numbers: Sequence[int], lines: list[bytes]) -> Iterator[Event]:
+    """``read`` over the lines, with lines that may nest deep read alone (the slow path refuses
+    them at once; in a block, pyarrow would parse them for minutes)."""
+    if not any(map(_deep, lines)):
+        yield from read(numbers, lines)
+        return
+    start = 0
+    for i, line in enumerate(lines):
+        if _deep(line):
+            if start < i:
+                yield from read(numbers[start:i], lines[start:i])
+            yield from read(numbers[i : i + 1], lines[i : i + 1])
+            start = i + 1
+    if start < len(lines):
+        yield from read(numbers[start:], lines[start:])
+
+
 class DumpReader:
     """One file of a dump, decoded into events by a shared Decoder."""
 
@@ -120,15 +216,27 @@ class DumpReader:
         self.path, self.fmt, self.decoder = path, fmt, decoder
 
     def events(self) -> Iterator[Event]:
+        if self.fmt == "empty":
+            return
         read = {
             "kcat": self._kcat,
             "console": self._console,
             "s3": self._values,
             "jsonl": self._values,
         }[self.fmt]
-        for numbers, lines in _lines(self.path):
-            if lines:
-                yield from read(numbers, lines)
+        try:
+            for numbers, lines in _lines(self.path):
+                if lines and max(map(len, lines)) > LONG_LINE:
+                    yield from _around_deep(read, numbers, lines)
+                elif lines:
+                    yield from read(numbers, lines)
+        except Damaged as exc:
+            self.decoder.dead(
+                self.origin(exc.line),
+                f"{exc.reason}: the lines before this one were read, the rest of the file is "
+                "lost (raw holds its unreadable bytes)",
+                exc.rest,
+            )
 
     def origin(self, line: int) -> str:
         return f"{self.path}:{line}"
@@ -167,6 +275,8 @@ class DumpReader:
             env = json.loads(line.decode("utf-8", "surrogateescape"))
         except ValueError as exc:
             return self.decoder.dead(origin, f"not a kcat -J line (invalid JSON: {exc})", line)
+        except RecursionError:
+            return self.decoder.dead(origin, "not a kcat -J line (nested too deep)", line)
         if (
             not isinstance(env, dict)
             or not all(isinstance(env.get(k), int) for k in ("partition", "offset"))
@@ -242,6 +352,21 @@ class DumpReader:
             )
 
         return bisect(block, one, 0, len(lines))
+
+
+def _start(path: Path, fmt: str) -> tuple[object, int]:
+    """(the partition a file starts with, its first offset): the S3 sink's name, or the first
+    line of a kcat dump; any other file is a partition of its own."""
+    if fmt == "s3":
+        match = _S3_NAME.match(path.name)
+        return (match["topic"], int(match["partition"])), int(match["offset"])
+    if fmt == "kcat":
+        try:
+            head = json.loads(first_line(path).decode("utf-8", "surrogateescape"))
+            return (str(head["topic"]), int(head["partition"])), int(head["offset"])
+        except (ValueError, RecursionError, TypeError, KeyError):
+            pass
+    return path, 0
 
 
 #: labels looked at to tell the task (set source.task to skip it)
@@ -344,14 +469,18 @@ class KafkaDumpSource:
         return self._streams(decoder, lab.path, lab.format, "source.labels.path")
 
     def _streams(self, decoder: Decoder, paths, fmt: str, key: str) -> list[Iterator[Event]]:
+        """One stream per partition whose files follow each other, in offset order (by the
+        first offset of each, not by name: ``part-10`` comes after ``part-9``); other files
+        are streams of their own. Few streams keep the merge's memory flat."""
         self.decoders.append(decoder)
-        by_partition: dict[object, list[DumpReader]] = {}
+        by_partition: dict[object, list[tuple[int, DumpReader]]] = {}
         for path, found in self.files(paths, fmt, key):
-            match = _S3_NAME.match(path.name) if found == "s3" else None
-            group = (match["topic"], int(match["partition"])) if match else path
-            by_partition.setdefault(group, []).append(DumpReader(path, found, decoder))
+            group, first = _start(path, found)
+            by_partition.setdefault(group, []).append((first, DumpReader(path, found, decoder)))
         return [
-            itertools.chain.from_iterable(r.events() for r in readers)
+            itertools.chain.from_iterable(
+                r.events() for _, r in sorted(readers, key=lambda item: item[0])
+            )
             for readers in by_partition.values()
         ]
 

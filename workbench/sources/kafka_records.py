@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import itertools
 import json
+import math
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -24,8 +25,9 @@ import pyarrow.json as pjson
 
 from workbench.config import SourceConfig
 from workbench.errors import SourceError
-from workbench.events import DeadLetter, Event, make_event
-from workbench.sources.base import DeadLetterSink
+from workbench.events import DeadLetter, Event, identity, make_event, non_finite, non_finite_reason
+from workbench.sources.base import DeadLetterSink, has_non_finite
+from workbench.sources.offsets import SeenOffsets
 
 #: blocks smaller than this are decoded one message at a time
 SLOW_BLOCK = 32
@@ -33,7 +35,12 @@ _READ = pjson.ReadOptions(use_threads=False, block_size=1 << 26)
 _US_PER = {"s": 1_000_000, "ms": 1_000, "us": 1}
 _UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+#: the last millisecond a datetime can hold (year 9999): later message timestamps are bad records
+MAX_TS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc) - EPOCH) // timedelta(milliseconds=1)
+#: deepest nesting of objects in a payload; deeper is a bad record, on both paths
+MAX_NESTING = 64
 _ZEROS = itertools.repeat(0)
+_MISSING = object()
 
 
 class _Fallback(Exception):
@@ -62,23 +69,68 @@ def _arrow_kind(kind: pa.DataType) -> str | None:
     return None  # lists, and strings pyarrow took for timestamps: the slow path decides
 
 
-def flatten(payload: dict, prefix: str = "") -> dict:
-    """Nested objects become ``a.b`` names; nulls are dropped (River's missing value)."""
-    out = {}
-    for name, value in payload.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{name}."))
-        elif value is not None:
-            out[f"{prefix}{name}"] = value
+def flatten(payload: dict) -> dict:
+    """Nested objects become ``a.b`` names; nulls are dropped (River's missing value).
+
+    Raises ValueError when two fields end up with one name (``{"a.b": 1, "a": {"b": 2}}``) or
+    objects nest deeper than MAX_NESTING. A loop, not recursion: no RecursionError, ever.
+    """
+    out: dict = {}
+    stack = [("", iter(payload.items()))]
+    while stack:
+        prefix, items = stack[-1]
+        for name, value in items:
+            if isinstance(value, dict):
+                if len(stack) >= MAX_NESTING:
+                    raise ValueError(f"objects are nested deeper than {MAX_NESTING} levels")
+                stack.append((f"{prefix}{name}.", iter(value.items())))
+                break
+            if value is not None:
+                full = f"{prefix}{name}"
+                if full in out:
+                    raise ValueError(f"two fields are named {full!r} once nested objects are flattened to a.b names")
+                out[full] = value
+        else:
+            stack.pop()
     return out
+
+
+def _parse(text: str) -> Any:
+    """The JSON value of a payload; raises ValueError saying what is wrong.
+
+    JSON has no NaN or Infinity, but Python's json and pyarrow write and read them: such a
+    payload is parsed here too, so that the record is refused naming the field (the same rule
+    as the block path, which pyarrow lets them through).
+    """
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc):
+            raise ValueError(f"is nested too deep ({exc})") from None
+        if "NaN" in text or "Infinity" in text:
+            try:
+                return json.loads(text)
+            except (ValueError, RecursionError):
+                pass
+        raise ValueError(f"is not valid JSON: {exc}") from None
+
+
+def _scalar(value: Any) -> str | None:
+    """Why ``value`` cannot be an id or a target, or None."""
+    if _kind(value) is None:
+        return f"a JSON {type(value).__name__}; it must be a number, a string or a boolean"
+    if value.__class__ is float and not math.isfinite(value):
+        return f"{value!r}; numbers must be finite"
+    return None
 
 
 class Decoder:
     """Turns Kafka messages into events for one stream's config (``target``, ``id``, ``time``).
 
-    It remembers each feature's type (a feature that changes type is a bad record), the highest
-    offset seen per partition (a dump reads each partition in offset order, so an offset at or
-    below it is a duplicate) and, when ``id`` is set, the ids seen.
+    It remembers each feature's type (a feature that changes type is a bad record), the offsets
+    seen per partition (a message is a duplicate only if its exact topic/partition/offset was
+    read before: see offsets.py) and, when ``id`` is set, the ids seen with their targets (the
+    same id again is a duplicate; with another target, a conflict: a dead letter).
     """
 
     def __init__(
@@ -97,20 +149,21 @@ class Decoder:
         self.strict = config.strict
         self._dead_letter = dead_letter
         self.kinds: dict[str, str] = {}
-        self.high: dict[tuple[str, int], int] = {}
-        self.ids: set = set()
+        self.offsets: dict[tuple[str, int], SeenOffsets] = {}
+        self.ids: dict[Any, Any] = {}  # identity(id) -> the target it came with
         self.n_duplicates = 0
-        self.reserved = {
-            f for f in (self.target, self.id, None if self.time == "kafka" else self.time) if f
-        }
+        self.reserved = {f for f in (self.target, self.id, None if self.time == "kafka" else self.time) if f}
 
     def dead(self, origin: str, reason: str, raw: bytes | None) -> None:
         if self.strict:
-            raise SourceError(
-                f"{origin}: {reason} "
-                "(source.strict is true: the replay stops at the first bad record)"
-            )
+            raise SourceError(f"{origin}: {reason} (source.strict is true: the replay stops at the first bad record)")
         self._dead_letter(DeadLetter(origin, reason, raw))
+
+    def _seen(self, topic: str, partition: int) -> SeenOffsets:
+        seen = self.offsets.get((topic, partition))
+        if seen is None:
+            seen = self.offsets[(topic, partition)] = SeenOffsets()
+        return seen
 
     # -- one message at a time ------------------------------------------------------------------
     def message(
@@ -125,15 +178,11 @@ class Decoder:
     ) -> Event | None:
         """The event a message holds, or None (a duplicate, or a dead letter handed on)."""
         where = f"{topic}/{partition}/{offset}"
-        if offset is not None:
-            if offset <= self.high.get((topic, partition), -1):
-                self.n_duplicates += 1
-                return None
-            self.high[(topic, partition)] = offset
+        if offset is not None and not self._seen(topic, partition).add(offset, offset):
+            self.n_duplicates += 1
+            return None
         if value is None:
-            return self.dead(
-                origin, f"message {where} has no value (a null payload, e.g. a tombstone)", raw
-            )
+            return self.dead(origin, f"message {where} has no value (a null payload, e.g. a tombstone)", raw)
         try:
             text = value.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -144,30 +193,35 @@ class Decoder:
                 raw,
             )
         try:
-            payload = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            return self.dead(origin, f"payload of {where} is not valid JSON: {exc}", raw)
-        if not isinstance(payload, dict):
-            return self.dead(
-                origin, f"payload of {where} is a JSON {type(payload).__name__}, not an object", raw
-            )
-        x = flatten(payload)
+            payload = _parse(text)
+            if not isinstance(payload, dict):
+                raise ValueError(f"is a JSON {type(payload).__name__}, not an object")
+            x = flatten(payload)
+        except ValueError as exc:
+            return self.dead(origin, f"payload of {where} {exc}", raw)
         key = None
         if self.id:
             key = x.pop(self.id, None)
             if key is None:
                 return self.dead(origin, f"payload of {where} has no id field {self.id!r}", raw)
+            if (why := _scalar(key)) is not None:
+                return self.dead(origin, f"payload of {where}: id field {self.id!r} is {why}", raw)
         y = None
         if self.target:
             y = x.pop(self.target, None)
             if y is None:
-                return self.dead(
-                    origin, f"payload of {where} has no target field {self.target!r}", raw
-                )
+                return self.dead(origin, f"payload of {where} has no target field {self.target!r}", raw)
+            if (why := _scalar(y)) is not None:
+                return self.dead(origin, f"payload of {where}: target field {self.target!r} is {why}", raw)
         if self.time == "kafka":
             if ts is None or ts < 0:
+                return self.dead(origin, f"message {where} has no timestamp (source.time is 'kafka')", raw)
+            if ts > MAX_TS:
                 return self.dead(
-                    origin, f"message {where} has no timestamp (source.time is 'kafka')", raw
+                    origin,
+                    f"message {where} has timestamp {ts} ms, after the year 9999 (the latest "
+                    "time a timestamp can hold)",
+                    raw,
                 )
             time = EPOCH + timedelta(milliseconds=ts)
         else:
@@ -177,7 +231,8 @@ class Decoder:
                 return self.dead(
                     origin,
                     f"payload of {where}: time field {self.time!r} is {stamp!r}, not an ISO "
-                    f"timestamp or a number of {self.unit} since 1970 (source.time_unit)",
+                    f"timestamp or a number of {self.unit} since 1970 (source.time_unit) "
+                    "between the years 1 and 9999",
                     raw,
                 )
         for name, v in x.items():
@@ -193,21 +248,33 @@ class Decoder:
             if known != kind:
                 return self.dead(
                     origin,
-                    f"payload of {where}: feature {name!r} is a {kind} ({v!r}); "
-                    f"earlier records have it as a {known}",
+                    f"payload of {where}: feature {name!r} is a {kind} ({v!r}); earlier records have it as a {known}",
                     raw,
                 )
+        if (name := non_finite(x)) is not None:
+            return self.dead(origin, f"payload of {where}: {non_finite_reason(name, x[name])}", raw)
         if self.id:
-            if key in self.ids:
+            seen = self.ids.get(identity(key), _MISSING)
+            if seen is _MISSING:
+                self.ids[identity(key)] = y
+            elif identity(seen) == identity(y):
                 self.n_duplicates += 1
                 return None
-            self.ids.add(key)
+            else:
+                return self.dead(
+                    origin,
+                    f"payload of {where}: id {key!r} came before with {self.target!r} = "
+                    f"{seen!r}, here it is {y!r} (conflicting labels: the first one is kept)",
+                    raw,
+                )
         return Event(x, y, time, key, (topic, partition, offset))
 
     def _time(self, stamp: Any) -> datetime | None:
         if isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
-            # integer arithmetic where possible: a float division would shift some microseconds
-            return EPOCH + timedelta(microseconds=stamp * self.us_per_unit)
+            try:  # integer arithmetic where possible: a float division would shift some µs
+                return EPOCH + timedelta(microseconds=stamp * self.us_per_unit)
+            except (OverflowError, ValueError):  # beyond the year 9999, NaN, Infinity
+                return None
         if isinstance(stamp, str):
             try:
                 parsed = datetime.fromisoformat(stamp)
@@ -253,11 +320,17 @@ class Decoder:
             raise _Fallback from None
         if table.num_rows != n:
             raise _Fallback
+        depth = 1
         while any(pa.types.is_struct(f.type) for f in table.schema):
-            table = table.flatten()
-        columns = {name: table.column(name) for name in table.column_names}
+            table, depth = table.flatten(), depth + 1
+        names = table.column_names
+        if depth > MAX_NESTING or len(set(names)) != len(names):  # the slow path says why
+            raise _Fallback
+        columns = {name: table.column(name) for name in names}
         kinds = {}
         for name, col in columns.items():
+            if has_non_finite(col):
+                raise _Fallback
             if name in self.reserved:
                 continue
             kind = _arrow_kind(col.type)
@@ -267,18 +340,15 @@ class Decoder:
         key_col = self._required(columns, self.id)
         y_col = self._required(columns, self.target)
         if self.time == "kafka":
-            if ts is None or ts.null_count or pc.min(ts).as_py() < 0:
+            if ts is None or ts.null_count or pc.min(ts).as_py() < 0 or pc.max(ts).as_py() > MAX_TS:
                 raise _Fallback
             # in C, ~15x faster than pyarrow's own tz-aware datetimes
-            times = list(
-                map(
-                    EPOCH.__add__, map(timedelta, _ZEROS, _ZEROS, pc.multiply(ts, 1000).to_pylist())
-                )
-            )
+            times = list(map(EPOCH.__add__, map(timedelta, _ZEROS, _ZEROS, pc.multiply(ts, 1000).to_pylist())))
         else:
             times = self._times(self._required(columns, self.time))
         keys = key_col.to_pylist() if key_col is not None else None
-        keep = self._dedup(topics, partitions, offsets, keys)
+        ys = y_col.to_pylist() if y_col is not None else None
+        keep = self._dedup(topics, partitions, offsets, keys, ys)
         names = [name for name, kind in kinds.items() if kind != "null"]
         # Table.to_pylist builds the dicts in C++, ~2x faster than zipping columns in Python.
         xs = table.select(names).to_pylist() if names else [{} for _ in range(n)]
@@ -286,10 +356,9 @@ class Decoder:
             xs = [{k: v for k, v in x.items() if v is not None} for x in xs]
         for name in names:
             self.kinds.setdefault(name, kinds[name])
-        ys = y_col.to_pylist() if y_col is not None else itertools.repeat(None)
         rows = zip(
             xs,
-            ys,
+            ys if ys is not None else itertools.repeat(None),
             times,
             keys if keys is not None else itertools.repeat(None),
             zip(topics, partitions, offsets, strict=True),
@@ -310,65 +379,82 @@ class Decoder:
         return col
 
     def _times(self, col: pa.ChunkedArray) -> list:
-        if pa.types.is_timestamp(col.type) or pa.types.is_string(col.type):
-            return [self._time(v if isinstance(v, str) else v.isoformat()) for v in col.to_pylist()]
         if pa.types.is_boolean(col.type):
             raise _Fallback
-        return [self._time(v) for v in col.to_pylist()]
+        if pa.types.is_timestamp(col.type) or pa.types.is_string(col.type):
+            times = [self._time(v if isinstance(v, str) else v.isoformat()) for v in col.to_pylist()]
+        else:
+            times = [self._time(v) for v in col.to_pylist()]
+        if None in times:  # out of range, or a string that is no timestamp: the slow path says
+            raise _Fallback
+        return times
 
     def _dedup(
-        self, topics: list, partitions: list, offsets: list, keys: list | None
+        self, topics: list, partitions: list, offsets: list, keys: list | None, ys: list | None
     ) -> list[bool] | None:
-        """Which messages to keep (None: all), updating what was seen."""
-        if self._no_duplicates(topics, partitions, offsets, keys):
+        """Which messages to keep (None: all), updating what was seen. An id that comes again
+        with another target is a dead letter, which needs the slow path: _Fallback, before
+        anything is recorded."""
+        if self._no_duplicates(topics, partitions, offsets, keys, ys):
             return None
-        high, keep, dropped = self.high, [], 0
-        ids = self.ids if keys is not None else None
-        for topic, partition, offset, key in zip(
-            topics, partitions, offsets, keys or itertools.repeat(None), strict=False
+        ys = ys if ys is not None else [None] * len(offsets)
+        if keys is not None and self._conflicts(keys, ys):
+            raise _Fallback
+        keep, dropped, ids, seen = [], 0, self.ids, self._seen
+        for topic, partition, offset, key, y in zip(
+            topics, partitions, offsets, keys or itertools.repeat(None), ys, strict=False
         ):
-            if offset is not None:
-                where = (topic, partition)
-                if offset <= high.get(where, -1):
-                    keep.append(False)
-                    dropped += 1
-                    continue
-                high[where] = offset
-            if ids is not None:
-                if key in ids:
-                    keep.append(False)
-                    dropped += 1
-                    continue
-                ids.add(key)
-            keep.append(True)
+            duplicate = offset is not None and not seen(topic, partition).add(offset, offset)
+            if not duplicate and keys is not None:
+                duplicate = identity(key) in ids
+                ids.setdefault(identity(key), y)
+            keep.append(not duplicate)
+            dropped += duplicate
         self.n_duplicates += dropped
         return keep if dropped else None
 
-    def _no_duplicates(
-        self, topics: list, partitions: list, offsets: list, keys: list | None
-    ) -> bool:
+    def _conflicts(self, keys: list, ys: list) -> bool:
+        """Does any id come with another target than it came with before (here or earlier)?"""
+        first: dict = {}
+        for key, y in zip(keys, ys, strict=True):
+            k, target = identity(key), identity(y)
+            seen = self.ids.get(k, _MISSING)
+            if (seen is not _MISSING and identity(seen) != target) or first.setdefault(k, target) != target:
+                return True
+        return False
+
+    def _no_duplicates(self, topics: list, partitions: list, offsets: list, keys: list | None, ys: list | None) -> bool:
         """The common case, checked with numpy and set operations: one topic, each partition's
-        offsets increasing past those seen, ids all new. Records what was seen if so."""
-        ids = None
+        offsets increasing and none of them seen, ids all new. Records what was seen if so."""
+        typed = None
         if keys is not None:
-            ids = set(keys)
-            if len(ids) != len(keys) or not self.ids.isdisjoint(ids):
+            typed = keys if keys and keys[0].__class__ is str else list(map(identity, keys))
+            new = set(typed)
+            if len(new) != len(keys) or not self.ids.keys().isdisjoint(new):
                 return False
         topic = topics[0] if topics else None
         if topics and (topics.count(topic) != len(topics) or None in offsets):
             return False
         parts, offs = np.asarray(partitions), np.asarray(offsets)
-        highs = {}
+        runs = []
         for p in np.unique(parts).tolist():
             mine = offs[parts == p]
-            if mine[0] <= self.high.get((topic, p), -1) or (
-                len(mine) > 1 and not (np.diff(mine) > 0).all()
-            ):
+            steps = np.diff(mine)
+            if not (steps > 0).all():
                 return False
-            highs[(topic, p)] = int(mine[-1])
-        self.high.update(highs)
-        if ids is not None:
-            self.ids |= ids
+            # runs of consecutive offsets (one, unless the topic is compacted)
+            cuts = np.flatnonzero(steps != 1)
+            firsts = np.concatenate(([mine[0]], mine[cuts + 1])).tolist()
+            lasts = np.concatenate((mine[cuts], [mine[-1]])).tolist()
+            seen = self._seen(topic, p)
+            if not all(map(seen.free, firsts, lasts)):
+                return False
+            runs.append((seen, firsts, lasts))
+        for seen, firsts, lasts in runs:
+            for first, last in zip(firsts, lasts, strict=True):
+                seen.add(first, last)
+        if typed is not None:
+            self.ids.update(zip(typed, ys or itertools.repeat(None), strict=False))
         return True
 
 
@@ -380,9 +466,7 @@ def joined_payloads(payloads: pa.Array) -> pa.Buffer:
         payloads.validate(full=True)
     except pa.ArrowInvalid:
         raise _Fallback from None
-    return pc.binary_join(pa.ListArray.from_arrays([0, len(payloads)], payloads), "\n")[
-        0
-    ].as_buffer()
+    return pc.binary_join(pa.ListArray.from_arrays([0, len(payloads)], payloads), "\n")[0].as_buffer()
 
 
 def bisect(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import time
+from pathlib import Path
 
 import duckdb
 
@@ -13,7 +16,7 @@ TABLES = {
     "runs": """
         run_id VARCHAR PRIMARY KEY,
         name VARCHAR NOT NULL,
-        status VARCHAR NOT NULL,            -- running | finished | failed | interrupted
+        status VARCHAR NOT NULL,            -- running | finished | failed | interrupted | crashed
         config JSON NOT NULL,
         created_at TIMESTAMPTZ NOT NULL,
         finished_at TIMESTAMPTZ,
@@ -27,7 +30,9 @@ TABLES = {
         seed BIGINT,
         elapsed_s DOUBLE,
         error VARCHAR,
-        workbench_version VARCHAR
+        workbench_version VARCHAR,
+        pid BIGINT,                         -- the process replaying it, on host
+        host VARCHAR
     """,
     "learners": """
         run_id VARCHAR NOT NULL,
@@ -132,12 +137,66 @@ TABLES = {
 }
 
 
+#: columns added to a table after databases were made without them
+ADDED = {"runs": {"pid": "BIGINT", "host": "VARCHAR"}}
+
+
 def create(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the tables a database does not have yet (one query when it has them all)."""
-    have = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    """Create the tables (and columns) a database does not have yet, then mark the runs whose
+    process is gone as crashed (``reconcile``)."""
+    have: dict[str, set[str]] = {}
+    for table, column in con.execute("SELECT table_name, column_name FROM duckdb_columns()").fetchall():
+        have.setdefault(table, set()).add(column)
     for name, columns in TABLES.items():
         if name not in have:
             con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
+    for name, columns in ADDED.items():
+        for column, kind in columns.items():
+            if name in have and column not in have[name]:
+                con.execute(f"ALTER TABLE {name} ADD COLUMN {column} {kind}")
+    reconcile(con)
+
+
+def reconcile(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Mark as ``crashed`` the runs still ``running`` whose process is gone (killed, or the
+    machine stopped): the ids of the runs marked.
+
+    Only a connection that may write reaches this, and a replay holds its file for as long as
+    it runs: so a run another process left ``running`` is over, unless that process is alive
+    (checked on this host; a run replayed on another host is left as it is).
+    """
+    here, me = socket.gethostname(), os.getpid()
+    stale = [
+        (run_id, pid)
+        for run_id, pid, host, created in con.execute(
+            "SELECT run_id, pid, host, created_at FROM runs WHERE status = 'running'"
+        ).fetchall()
+        if pid != me and (host is None or host == here) and not (pid and _alive(pid, created))
+    ]
+    for run_id, pid in stale:
+        con.execute(
+            "UPDATE runs SET status = 'crashed', error = ? WHERE run_id = ? AND status = 'running'",
+            [f"its process ({'pid ' + str(pid) if pid else 'unknown'}) ended without saying how the run ended "
+             "(killed with SIGKILL, out of memory, or the machine stopped)", run_id],
+        )
+    return [run_id for run_id, _ in stale]
+
+
+def _alive(pid: int, since) -> bool:
+    """Whether process ``pid`` runs, and is the one that started before ``since`` (not a
+    later process given the same number)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    try:  # Linux: the process's start, in clock ticks after boot
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").open() if line.startswith("btime"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return True
+    return boot + ticks / os.sysconf("SC_CLK_TCK") <= since.timestamp() + 1
 
 
 #: how long opening a database waits for another process to let go of it: a reader holds it

@@ -12,7 +12,6 @@ replay, and sees the record as of at most about a second before it asked.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -36,8 +35,12 @@ class Publisher:
     def __init__(self, con: duckdb.DuckDBPyConnection, path: str):
         self.con = con
         self.snapshot, self.wanted = _paths(path)
-        self.path = path
         self.last: float | None = None
+        # DuckDB's lock on the file is a POSIX lock, which a process loses when it closes *any*
+        # descriptor of the file: so the file is opened once, read through this descriptor,
+        # and closed only after DuckDB has closed it (close()).
+        self._fd = os.open(path, os.O_RDONLY)
+        self.maybe()  # the first one at once: a reader can tell a replay holds the file
 
     def maybe(self) -> None:
         now = time.time()
@@ -52,25 +55,36 @@ class Publisher:
         try:
             self.con.execute("CHECKPOINT")  # everything in the file itself, nothing in the WAL
             partial = self.snapshot.with_name(f"{self.snapshot.name}.{os.getpid()}.partial")
-            shutil.copyfile(self.path, partial)
+            with open(partial, "wb") as out:
+                offset = 0
+                while chunk := os.pread(self._fd, 1 << 20, offset):
+                    out.write(chunk)
+                    offset += len(chunk)
             os.replace(partial, self.snapshot)
         except (duckdb.Error, OSError):
             pass  # a snapshot is a courtesy to readers: never a reason to stop the replay
 
     def close(self) -> None:
+        """After DuckDB's connection is closed: the descriptor, the snapshot and the request."""
+        os.close(self._fd)
         for path in (self.snapshot, self.wanted):
             path.unlink(missing_ok=True)
 
 
 def connect(path: str) -> duckdb.DuckDBPyConnection | None:
-    """A read-only connection to the snapshot of ``path`` (None if there is none: whoever holds
-    the file is not a replay), fresh to within about a second when the writer keeps up."""
+    """A read-only connection to the snapshot of ``path`` (None if none comes within ``WAIT``
+    s: whoever holds the file is not a replay), fresh to within about a second when the writer
+    keeps up."""
     snapshot, wanted = _paths(path)
+    asked = time.time()
+    while not snapshot.exists():  # a replay that has just opened the file publishes at once
+        if time.time() > asked + WAIT:
+            return None
+        time.sleep(0.05)
     try:
         published = snapshot.stat().st_mtime
     except FileNotFoundError:
         return None
-    asked = time.time()
     if asked - published > EVERY:
         wanted.touch()
         deadline = asked + WAIT

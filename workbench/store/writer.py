@@ -6,10 +6,14 @@ overlap with the replay instead of stalling it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import queue
+import socket
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,15 +23,58 @@ from workbench.events import DeadLetter, StepBatch, TrueDrift
 from workbench.store import schema, snapshot
 from workbench.versioning import Checkpoint
 
-#: DuckDB memory of the writer's connection (it only appends)
-WRITER_MEMORY_LIMIT = "64MB"
+#: DuckDB memory of the writer's connection (it only appends), in MB
+WRITER_MEMORY_MB = 64
 
 
-def _text(values: list) -> pa.Array:
+_MIXED = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError)
+
+
+class Labels:
+    """Labels and predictions as text in one vocabulary, the stream's own.
+
+    River's binary classifiers answer True/False whatever the labels were (0/1 for most
+    streams): such predictions are written as the labels are ('1'/'0'), so ``y_true = y_pred``
+    holds in SQL. The label type is learnt from the first labels written and kept for steps
+    whose label never came.
+    """
+
+    #: what a stream's label type is called in feature_schema
+    KINDS = {"bool": "boolean", "int": "number", "float": "number", "double": "number", "string": "string"}
+
+    def __init__(self) -> None:
+        self.type: pa.DataType | None = None
+
+    @property
+    def kind(self) -> str | None:
+        """boolean, number or string (None until a label was seen, or for mixed types)."""
+        if self.type is None:
+            return None
+        name = "int" if pa.types.is_integer(self.type) else str(self.type)
+        return self.KINDS.get(name)
+
+    def text(self, y_true: list, y_pred: list) -> tuple[pa.Array, pa.Array]:
+        true, pred = _typed(y_true), _typed(y_pred)
+        if self.type is None and true is not None and not pa.types.is_null(true.type):
+            self.type = true.type
+        numeric = self.type is not None and (pa.types.is_integer(self.type) or pa.types.is_floating(self.type))
+        if numeric and pred is not None and pa.types.is_boolean(pred.type):
+            pred = pred.cast(pa.int64())
+        return _text(true, y_true), _text(pred, y_pred)
+
+
+def _typed(values: list) -> pa.Array | None:
+    try:
+        return pa.array(values)
+    except _MIXED:
+        return None
+
+
+def _text(typed: pa.Array | None, values: list) -> pa.Array:
     """Labels as text: one Arrow cast when the labels share a type, else str() each."""
     try:
-        return pa.array(values).cast(pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+        return typed.cast(pa.string())
+    except (*_MIXED, AttributeError):
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
@@ -40,18 +87,19 @@ def _times(values: list) -> pa.Array:
     return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
-def steps_table(batch: StepBatch) -> pa.Table:
+def steps_table(batch: StepBatch, labels: Labels | None = None) -> pa.Table:
     """The batch as Arrow columns (run_id and learner are added by the INSERT)."""
     cols = batch.columns()
     times = cols["event_time"]
+    y_true, y_pred = (labels or Labels()).text(cols["y_true"], cols["y_pred"])
     return pa.table(
         {
             "seq": pa.array(cols["seq"], pa.int64()),
             "event_time": _times(times)
             if any(t is not None for t in times)
             else pa.nulls(len(times), pa.timestamp("us", tz="UTC")),
-            "y_true": _text(cols["y_true"]),
-            "y_pred": _text(cols["y_pred"]),
+            "y_true": y_true,
+            "y_pred": y_pred,
             "y_proba": pa.array(cols["y_proba"], pa.float64()),
             "correct": pa.array(cols["correct"], pa.bool_()),
             "loss": pa.array(cols["loss"], pa.float64()),
@@ -81,6 +129,7 @@ class RunWriter:
         self.run_id = run_id
         self.n_steps = 0
         self.n_dead_letters = 0
+        self.labels = Labels()
         self._dead: list[DeadLetter] = []
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=16)
         self._error: BaseException | None = None
@@ -90,7 +139,7 @@ class RunWriter:
         # Written pages are on disk: a small cache keeps the replay's memory flat however long
         # the stream (by default DuckDB caches them up to 80% of RAM; measured in
         # benchmarks/kafka_replay_memory.py).
-        self._con.execute(f"SET memory_limit = '{WRITER_MEMORY_LIMIT}'")
+        self._con.execute(f"SET memory_limit = '{WRITER_MEMORY_MB}MB'")
         schema.create(self._con)
         self._publisher = snapshot.Publisher(self._con, path)
         self._thread = threading.Thread(target=self._work, name=f"workbench-writer-{run_id}", daemon=True)
@@ -119,11 +168,14 @@ class RunWriter:
 
     # -- what the replay calls ----------------------------------------------------------------
     def begin(self, name: str, config: dict[str, Any], task: str, seed: int, version: str) -> None:
-        row = [self.run_id, name, "running", json.dumps(config, default=str), now(), task, seed, version]
+        row = [
+            self.run_id, name, "running", json.dumps(config, default=str), now(), task, seed, version,
+            os.getpid(), socket.gethostname(),
+        ]
         self._submit(
             lambda: self._con.execute(
-                "INSERT INTO runs (run_id, name, status, config, created_at, task, seed, workbench_version) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, name, status, config, created_at, task, seed, workbench_version, "
+                "pid, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
         )
@@ -134,12 +186,9 @@ class RunWriter:
             self._submit(lambda: self._con.executemany("INSERT INTO true_drifts VALUES (?, ?, ?)", rows))
 
     def feature_schema(self, fields: list[dict[str, Any]]) -> None:
-        rows = [
-            (self.run_id, i, f["role"], f["name"], f["type"], f["nullable"], f["name_type"])
-            for i, f in enumerate(fields)
-        ]
-        if rows:
-            self._submit(lambda: self._con.executemany("INSERT INTO feature_schema VALUES (?, ?, ?, ?, ?, ?, ?)", rows))
+        rows = [(i, f["role"], f["name"], f["type"], f["nullable"], f["name_type"]) for i, f in enumerate(fields)]
+        if rows:  # through Arrow: a record may hold millions of fields
+            self._submit(lambda: self._insert_rows("feature_schema", None, rows))
 
     def checkpoint(self, cp: Checkpoint) -> None:
         row = [
@@ -153,7 +202,7 @@ class RunWriter:
             cp.sha256,
             cp.state,
         ]
-        self._submit(lambda: self._con.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row))
+        self._submit(lambda: self._insert_checkpoint(row))
 
     def dead_letter(self, record: DeadLetter) -> None:
         self._dead.append(record)
@@ -192,6 +241,24 @@ class RunWriter:
             if rows:
                 self._submit(lambda t=table, r=rows, lr=batch.learner: self._insert_rows(t, lr, r))
 
+    @contextlib.contextmanager
+    def _room(self, nbytes: int) -> Iterator[None]:
+        """Room for an insert of ``nbytes`` of values: a dead letter's raw bytes or a checkpoint's
+        state are kept whole, however large (a 50 MB record is no reason to lose it, nor the
+        run); the cache shrinks back to its flat size after."""
+        if nbytes < (WRITER_MEMORY_MB << 20) // 8:
+            yield
+            return
+        self._con.execute(f"SET memory_limit = '{WRITER_MEMORY_MB + 4 * (nbytes >> 20) + 1}MB'")
+        try:
+            yield
+        finally:
+            self._con.execute(f"SET memory_limit = '{WRITER_MEMORY_MB}MB'")
+
+    def _insert_checkpoint(self, row: list) -> None:
+        with self._room(len(row[-1] or b"")):
+            self._con.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+
     def _insert_rows(self, table: str, learner: str | None, rows: list[tuple]) -> None:
         """Append rows (columns in the table's order after run_id and learner; without learner
         when it is None) through Arrow: DuckDB's executemany costs ~2 ms a row."""
@@ -223,7 +290,7 @@ class RunWriter:
             self._submit(lambda: self._insert_rows("drift_events", "", alarms))
 
     def _insert_steps(self, batch: StepBatch) -> None:
-        arrow_steps = steps_table(batch)  # noqa: F841 — read by DuckDB's replacement scan
+        arrow_steps = steps_table(batch, self.labels)  # noqa: F841 — read by DuckDB's replacement scan
         self._con.execute(_INSERT_STEPS, {"run_id": self.run_id, "learner": batch.learner})
 
     def _insert_dead(self, dead: list[DeadLetter]) -> None:
@@ -235,7 +302,33 @@ class RunWriter:
                 "raw": pa.array([d.raw for d in dead], pa.binary()),
             }
         )
-        self._con.execute("INSERT INTO dead_letters SELECT * FROM arrow_dead")
+        with self._room(sum(len(d.raw or b"") for d in dead)):
+            self._con.execute("INSERT INTO dead_letters SELECT * FROM arrow_dead")
+
+    @property
+    def broken(self) -> BaseException | None:
+        """What stopped the writer's thread (a full disk...), if anything did."""
+        return self._error
+
+    def _record_end(self, status: str, counts: dict[str, int], elapsed_s: float, error: str | None) -> None:
+        """The run's row: how it ended. Tried again on a fresh connection if the first one
+        fails (DuckDB rolls a failed commit back, which frees what it took on a full disk)."""
+        assignments = ", ".join(f"{k} = ?" for k in counts)
+        query = f"UPDATE runs SET status = ?, finished_at = ?, elapsed_s = ?, error = ?, {assignments} WHERE run_id = ?"
+        params = [status, now(), elapsed_s, error, *counts.values(), self.run_id]
+        try:
+            self._con.execute(query, params)
+        except Exception:
+            self._con.close()
+            self._con = schema.connect(self.path)
+            try:
+                self._con.execute(query, params)
+            except Exception as exc:
+                print(
+                    f"workbench: could not record in {self.path} that run {self.run_id} {status} "
+                    f"({error or 'no error'}): {exc}; readers will show it as crashed",
+                    file=sys.stderr,
+                )
 
     def finish(
         self,
@@ -251,9 +344,18 @@ class RunWriter:
         than counted in the replay loop.
         """
         try:
-            self.write([])
+            if self._error is None:
+                self.write([])
             self._queue.put(None)
             self._thread.join()
+            if self._error is not None:
+                # The writer broke (a full disk, most often): the run failed, and its row says
+                # why. Steps written so far are kept; what was still queued is lost.
+                reason = error or f"{type(self._error).__name__}: {self._error}"
+                self._record_end("failed", counts, elapsed_s, reason)
+                if status != "failed":
+                    raise self._error
+                return
             con = self._con
             stats = {
                 row[0]: row[1:]
@@ -280,14 +382,12 @@ class RunWriter:
                         learn_us,
                     ],
                 )
-            assignments = ", ".join(f"{k} = ?" for k in counts)
-            con.execute(
-                f"UPDATE runs SET status = ?, finished_at = ?, elapsed_s = ?, error = ?, {assignments} "
-                "WHERE run_id = ?",
-                [status, now(), elapsed_s, error, *counts.values(), self.run_id],
-            )
-            if self._error is not None and status != "failed":
-                raise self._error
+            if self.labels.kind is not None:  # labels joined from another stream were not in the schema's sample
+                con.execute(
+                    "UPDATE feature_schema SET type = ? WHERE run_id = ? AND role = 'target' AND type = 'null'",
+                    [self.labels.kind, self.run_id],
+                )
+            self._record_end(status, counts, elapsed_s, error)
         finally:
             self._con.close()
             self._publisher.close()
