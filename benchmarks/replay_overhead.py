@@ -1,22 +1,38 @@
 """Replay overhead: workbench.run (every update logged to DuckDB) vs River's progressive_val_score.
 
-Same materialized stream (a Parquet file of N events), same StandardScaler | LogisticRegression,
-timed interleaved in one process (the machine is shared and noisy, so only ratios measured in
-the same run mean anything). Target: the workbench keeps >= 0.90 of River's throughput.
+Three cases, each a materialized stream of --n events from River's Hyperplane (numeric
+features), written to a Parquet file:
+1. 40 features, StandardScaler | LogisticRegression (23-35 us an event, the range DESIGN.md budgets for);
+2. 10 features, StandardScaler | LogisticRegression (~11 us: the fixed costs weigh most);
+3. 10 features, LogisticRegression alone (cheaper still).
 
-The stream is River's Hyperplane with --features numeric features (default 40, where the
-pipeline costs 23-35 us an event, the range DESIGN.md budgets for). With few features the model
-is so cheap that the fixed ~1-2 us of reading, timing, scoring and logging weigh more: run
-with --features 10 to see that case too.
+What each side includes, timed from the call to its return:
+- River: ``evaluate.progressive_val_score(rows, model, Accuracy())`` over the file's rows, already
+  decoded into a Python list of (dict, label) (``Table.to_pylist``, outside the timing);
+- workbench, python source: ``workbench.run(config, stream=rows)`` over the same list: config,
+  DuckDB connect and schema, the run row, every step logged (prediction, probability, label,
+  correct, loss, predict/learn time, version), the final checkpoint, the run's summary rows;
+- workbench, file source: the same, reading and decoding the Parquet file itself.
+Each side gets a fresh model; the workbench logs into one DuckDB file per case and side, as a
+notebook logging run after run into runs/workbench.duckdb does. The sides take turns in every
+round (the machine is shared and noisy); a ratio is River's time over the workbench's, per round,
+and the median over --rounds is printed (target: >= 0.90 with the file read, >= 0.95 from the list).
+The same ratio of CPU time (every thread of the process: the workbench's writer and DuckDB
+threads count) is printed beside it: on a loaded machine it is steadier than wall time.
 
-    python benchmarks/replay_overhead.py [--n 100000] [--rounds 3] [--features 40]
+The profile splits case 2 into stages, each timed alone in this process (median of the rounds),
+per event: River's model alone (predict_proba_one, argmax, learn_one), the Parquet decode to
+events, the runner's timing, scoring and step building (the runner over the materialized events
+minus the model), the store (DuckDB inserts and start/finish, what wb.run adds over the runner),
+and the fixed cost of a run of one event (connect, schema, checkpoint, finish).
+
+    python benchmarks/replay_overhead.py [--n 100000] [--rounds 7]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import statistics
 import tempfile
 import time
@@ -28,6 +44,13 @@ from river import compose, evaluate, linear_model, metrics, preprocessing
 from river.datasets import synth
 
 import workbench
+from workbench.config import load
+from workbench.learners.river import build
+from workbench.replay.labels import Delay
+from workbench.runner import Runner, make_arm
+from workbench.sources import open_source
+
+CASES = {"40 features, scaler + LR": (40, True), "10 features, scaler + LR": (10, True), "10 features, LR": (10, False)}
 
 
 def make_stream(path: Path, n: int, n_features: int) -> list[tuple[dict, bool]]:
@@ -38,55 +61,136 @@ def make_stream(path: Path, n: int, n_features: int) -> list[tuple[dict, bool]]:
     return [({k: v for k, v in r.items() if k != "label"}, r["label"]) for r in table.to_pylist()]
 
 
-def time_river(stream) -> float:
-    model = compose.Pipeline(preprocessing.StandardScaler(), linear_model.LogisticRegression())
+def river_model(scaler: bool):
+    lr = linear_model.LogisticRegression()
+    return compose.Pipeline(preprocessing.StandardScaler(), lr) if scaler else lr
+
+
+def config(path: Path | None, scaler: bool) -> dict:
+    return {
+        "name": "overhead",
+        "source": {"kind": "file", "path": str(path), "target": "label"} if path else {"kind": "python"},
+        "learners": [
+            {
+                "name": "lr",
+                "model": "river.linear_model.LogisticRegression",
+                "preprocessing": ["river.preprocessing.StandardScaler"] if scaler else [],
+            }
+        ],
+        "metrics": ["accuracy"],
+    }
+
+
+def timed(fn, *args) -> float:
     start = time.perf_counter()
-    evaluate.progressive_val_score(stream, model, metrics.Accuracy())
+    fn(*args)
     return time.perf_counter() - start
 
 
-def time_workbench(path: Path, db: Path, stream=None) -> tuple[float, workbench.Run]:
-    config = {
-        "name": "overhead",
-        "source": {"kind": "file", "path": str(path), "target": "label"} if stream is None else {"kind": "python"},
-        "learners": [{"name": "lr", "model": "river.linear_model.LogisticRegression",
-                      "preprocessing": ["river.preprocessing.StandardScaler"]}],
-        "metrics": ["accuracy"],
-    }
-    start = time.perf_counter()
-    run = workbench.run(config, db=db, progress=False, stream=stream)
-    return time.perf_counter() - start, run
+def timed_cpu(fn, *args) -> tuple[float, float]:
+    """(wall, CPU of every thread of the process) seconds."""
+    start, cpu = time.perf_counter(), time.process_time()
+    fn(*args)
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def river_side(rows, scaler: bool) -> None:
+    evaluate.progressive_val_score(rows, river_model(scaler), metrics.Accuracy())
+
+
+def workbench_side(cfg: dict, db: Path, rows=None) -> None:
+    workbench.run(cfg, db=db, progress=False, stream=rows)
+
+
+def model_alone(rows, scaler: bool) -> None:
+    model = river_model(scaler)
+    predict, learn = model.predict_proba_one, model.learn_one
+    for x, y in rows:
+        proba = predict(x)
+        max(proba, key=proba.get)
+        learn(x, y)
+
+
+def decode(path: Path) -> None:
+    list(open_source(load(config(path, True)).source, 0, None).events(lambda d: None))
+
+
+def runner_alone(rows, scaler: bool) -> None:
+    cfg = load(config(None, scaler))
+    source = open_source(cfg.source, cfg.seed, rows)
+    arm = make_arm("lr", build(cfg.learners[0], "binary", "learners[0]"), "binary", ["accuracy"])
+    for _ in Runner([arm], Delay("none"), False).run(source.events(lambda d: None)):
+        pass
+
+
+def measure(tmp: Path, n: int, rounds: int) -> tuple[dict, dict]:
+    ratios: dict[str, dict[str, list[float]]] = {}
+    stages: dict[str, list[float]] = {}
+    streams = {}
+    for name, (n_features, scaler) in CASES.items():
+        path = tmp / f"{n_features}-{scaler}.parquet"
+        streams[name] = (path, make_stream(path, n, n_features), scaler)
+        ratios[name] = {"python": [], "file": [], "python cpu": [], "file cpu": []}
+    for r in range(rounds):
+        for name, (path, rows, scaler) in streams.items():
+            key = f"{path.stem}"
+            t_river, c_river = timed_cpu(river_side, rows, scaler)
+            t_py, c_py = timed_cpu(workbench_side, config(None, scaler), tmp / f"{key}-py.duckdb", rows)
+            t_file, c_file = timed_cpu(workbench_side, config(path, scaler), tmp / f"{key}-file.duckdb")
+            ratios[name]["python"].append(t_river / t_py)
+            ratios[name]["file"].append(t_river / t_file)
+            ratios[name]["python cpu"].append(c_river / c_py)
+            ratios[name]["file cpu"].append(c_river / c_file)
+            print(
+                f"round {r + 1}, {name}: river {n / t_river:,.0f} ev/s, workbench {n / t_py:,.0f} ev/s "
+                f"(list), {n / t_file:,.0f} ev/s (Parquet)",
+                flush=True,
+            )
+        # the profile of case 2, stage by stage
+        path, rows, scaler = streams["10 features, scaler + LR"]
+        py = config(None, scaler)
+        for stage, (fn, *args) in {
+            "river": (river_side, rows, scaler),
+            "model": (model_alone, rows, scaler),
+            "decode": (decode, path),
+            "runner": (runner_alone, rows, scaler),
+            "run": (workbench_side, py, tmp / "stages.duckdb", rows),
+            "fixed": (workbench_side, py, tmp / "stages.duckdb", rows[:1]),
+        }.items():
+            stages.setdefault(stage, []).append(timed(fn, *args))
+    return ratios, {stage: statistics.median(ts) for stage, ts in stages.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--features", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
+    n = args.n
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "stream.parquet"
-        stream = make_stream(path, args.n, args.features)
-        river_s, mem_s, file_s = [], [], []
-        for r in range(args.rounds):
-            t_river = time_river(stream)
-            t_mem, run = time_workbench(path, Path(tmp) / f"mem-{r}.duckdb", stream)
-            t_file, _ = time_workbench(path, Path(tmp) / f"file-{r}.duckdb")
-            river_s.append(t_river)
-            mem_s.append(t_mem)
-            file_s.append(t_file)
-            print(f"round {r + 1}: river {args.n / t_river:,.0f} ev/s   workbench (same list) "
-                  f"{args.n / t_mem:,.0f} ev/s   workbench (reading the file) {args.n / t_file:,.0f} ev/s")
-        steps = run.store.sql("SELECT count(*) AS n FROM steps").n.iloc[0]
-        size = os.path.getsize(Path(tmp) / f"mem-{args.rounds - 1}.duckdb")
-        ratio_mem = statistics.median(a / b for a, b in zip(river_s, mem_s, strict=False))
-        ratio_file = statistics.median(a / b for a, b in zip(river_s, file_s, strict=False))
-        print(f"\nevents: {args.n:,} with {args.features} features; steps logged per run: {steps:,}")
-        print(f"river progressive_val_score: {args.n / statistics.median(river_s):,.0f} events/s "
-              f"({statistics.median(river_s) / args.n * 1e6:.1f} us an event)")
-        print(f"throughput ratio workbench/river, same materialized stream: {ratio_mem:.3f} (target >= 0.90)")
-        print(f"throughput ratio workbench/river, workbench also reading the Parquet file: {ratio_file:.3f}")
-        print(f"bytes per logged step: {size / steps:.1f} (DuckDB file of {size / 1e6:.1f} MB)")
+        ratios, st = measure(Path(tmp), n, args.rounds)
+    print(f"\n{n:,} events a run; throughput ratio workbench / River (median of {args.rounds} interleaved rounds)")
+    print(f"{'case':28s} {'python source':>14s} {'Parquet file':>14s}   (CPU time: python, file)")
+    for name, r in ratios.items():
+        print(
+            f"{name:28s} {statistics.median(r['python']):14.3f} {statistics.median(r['file']):14.3f}"
+            f"   ({statistics.median(r['python cpu']):.3f}, {statistics.median(r['file cpu']):.3f})"
+        )
+    print("targets (10 features, scaler + LR): >= 0.95 from the python source, >= 0.90 reading the file")
+    us = {k: v / n * 1e6 for k, v in st.items()}
+    print("\nprofile, 10 features, scaler + LR, us an event (each stage timed alone, median of the rounds):")
+    print(f"  River progressive_val_score          {us['river']:6.2f}")
+    print(
+        f"    of which the model (predict, argmax, learn) {us['model']:6.2f}; River's loop and metric "
+        f"{us['river'] - us['model']:.2f}"
+    )
+    print(f"  Parquet decode to events             {us['decode']:6.2f}")
+    print(f"  runner: timing, scoring, step building, metric {us['runner'] - us['model']:6.2f}")
+    print(
+        f"  store: DuckDB writes, start and finish {us['run'] - us['runner']:6.2f}"
+        f" (of which a run's fixed cost, {st['fixed'] * 1e3:.1f} ms, is {us['fixed']:.2f})"
+    )
+    print(f"  workbench.run from the python source {us['run']:6.2f}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import statistics
@@ -148,6 +149,8 @@ def demo_bundle(folder: Path, n: int) -> tuple[Path, dict]:
         progress=False,
         overrides=[f"source.n={n}", "source.drifts=[]"],
     )
+    # the server started next inherits the key the bundle is signed with
+    os.environ.setdefault("WORKBENCH_SIGNING_KEY", secrets.token_hex(32))
     bundle = wb.export(run, "logreg", folder / "bundle")
     # the features of a real event of the stream, as a client would send them
     config = load_config(bundle / "config.yaml")

@@ -185,13 +185,18 @@ def flaky_bundle(db: Path, run_id: str, out: Path) -> Path:
     model = FlakyClassifier()
     for ev in events(300):
         model.learn_one(ev.x, ev.y)
-    data = pickle.dumps(model)
-    (bundle / "model.pkl").write_bytes(data)
+    rehash(bundle, "model.pkl", pickle.dumps(model))
+    sign_bundle(bundle)
+    return bundle
+
+
+def rehash(bundle: Path, name: str, data: bytes) -> None:
+    """Replace one file of a bundle and recompute its hashes in the manifest and SHA256SUMS (as
+    whoever can write the bundle can)."""
+    (bundle / name).write_bytes(data)
     manifest = json.loads((bundle / "manifest.json").read_text())
-    manifest["files"]["model.pkl"] = hashlib.sha256(data).hexdigest()
+    manifest["files"][name] = hashlib.sha256(data).hexdigest()
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     names = [*manifest["files"], "manifest.json"]
     sums = "".join(f"{hashlib.sha256((bundle / n).read_bytes()).hexdigest()}  {n}\n" for n in names)
     (bundle / "SHA256SUMS").write_text(sums)
-    sign_bundle(bundle)
-    return bundle

@@ -116,8 +116,8 @@ def test_calibration_matches_scikit_learn(run):
     summary = store.calibration_summary(run.id).set_index("learner")
     # binary: the top-label Brier score is the usual Brier score of the positive class
     positive = np.where(
-        steps.y_pred == "true", steps.y_proba, 1 - steps.y_proba
-    )  # River LR: True/False
+        steps.y_pred == "1", steps.y_proba, 1 - steps.y_proba
+    )  # predictions in the labels' vocabulary (0/1), though River's LR answers True/False
     assert summary.brier["lr"] == pytest.approx(brier_score_loss(steps.y_true == "1", positive))
     ece = (curve["count"] * (curve.confidence - curve.frequency).abs()).sum() / len(steps)
     assert summary.ece["lr"] == pytest.approx(ece)

@@ -9,12 +9,14 @@ from packaging.requirements import Requirement
 
 # conda-forge names of packages whose PyPI name differs
 CONDA_NAMES = {"duckdb": "python-duckdb", "confluent-kafka": "python-confluent-kafka",
-               "uvicorn": "uvicorn-standard", "prometheus-client": "prometheus_client"}
+               "uvicorn": "uvicorn-standard", "prometheus-client": "prometheus_client", "ray": "ray-core",
+               "redis": "redis-py"}
 
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+    extras = project["optional-dependencies"]
+    wanted = [Requirement(r) for r in project["dependencies"] + extras["test"] + extras["ray"]]
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = {}
     for dep in env["dependencies"]:

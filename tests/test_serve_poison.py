@@ -42,6 +42,8 @@ def test_a_batch_the_model_fails_on_changes_nothing(server):
     good = [ev.x for ev in events(3)]
     bad = {**good[0], "salary": -1}
     probe = good[1]
+    # learnt before: the model to come back to is not the bundle's
+    assert call(server.url + "/learn", {"instances": good[:2], "labels": [1, 1]}, token=TOKEN)[0] == 200
     before = call(server.url + "/predict", {"features": probe})[1]
     status, answer = call(server.url + "/learn", {"instances": [*good, bad], "labels": [0, 1, 0, 1]}, token=TOKEN)
     assert status == 500
@@ -49,10 +51,10 @@ def test_a_batch_the_model_fails_on_changes_nothing(server):
         "the model failed to learn instance 3 of 4 (ValueError: salary -1 breaks this model); "
         "nothing of this request was applied"
     )
-    assert call(server.url + "/health")[1]["n_updates"] == 0
+    assert call(server.url + "/health")[1]["n_updates"] == 2
     assert call(server.url + "/predict", {"features": probe})[1] == before  # the model as it was
     status, answer = call(server.url + "/learn", {"instances": good, "labels": [0, 1, 0]}, token=TOKEN)
-    assert status == 200 and answer["n_updates"] == 3
+    assert status == 200 and answer["n_updates"] == 5
     assert counted(server.url)[("learn", "500")] == 1
 
 
@@ -126,3 +128,24 @@ def test_deeply_nested_bodies_get_422(server, path):
     status, answer = call(server.url + path, raw=raw, token=TOKEN)
     assert status == 422 and answer["detail"][0]["loc"] == ["body", "features", "salary"]
     assert counted(server.url).get((path.strip("/"), "500")) is None
+
+
+def test_a_failure_after_a_checkpoint_comes_back_to_the_last_good_state(flaky, tmp_path, monkeypatch):
+    """In process: the newest version is a checkpoint (its file maybe not written yet), and
+    records were learnt after it."""
+    from workbench.export.service import Refusal, Service
+
+    monkeypatch.syspath_prepend(TESTS)
+    service = Service(flaky, tmp_path / "state", checkpoint_every=2)
+    try:
+        xs = [ev.x for ev in events(3)]
+        _, snapshot = service.learn({"instances": xs[:2], "labels": [1, 0]})
+        assert snapshot is not None  # taken, not persisted: the state is only in memory
+        service.learn({"features": xs[2], "label": 1})
+        before = service.predict({"features": xs[0]})
+        with pytest.raises(Refusal) as info:
+            service.learn({"instances": [xs[1], {**xs[1], "salary": -1}], "labels": [1, 1]})
+        assert info.value.status == 500
+        assert service.predict({"features": xs[0]}) == before and service.n_updates == 3
+    finally:
+        service.close()

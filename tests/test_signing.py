@@ -3,7 +3,6 @@ them is unpickled or resolved, by load, verify-bundle and serve alike."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import SIGNING_KEY
-from serving import Server, call, config
+from serving import Server, call, config, rehash
 
 import workbench as wb
 from workbench.errors import BundleError, ConfigError
@@ -40,18 +39,6 @@ class Trap:
 def run(tmp_path_factory) -> tuple[Path, str]:
     db = tmp_path_factory.mktemp("signing") / "runs.duckdb"
     return db, wb.run(config(300), db=db, progress=False).id
-
-
-def rehash(out: Path, name: str, data: bytes) -> None:
-    """Replace one file and recompute its hashes in the manifest and SHA256SUMS, as an attacker
-    who can write the bundle would."""
-    (out / name).write_bytes(data)
-    manifest = json.loads((out / "manifest.json").read_text())
-    manifest["files"][name] = hashlib.sha256(data).hexdigest()
-    (out / "manifest.json").write_text(json.dumps(manifest))
-    digests = {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in manifest["files"]}
-    digests["manifest.json"] = hashlib.sha256((out / "manifest.json").read_bytes()).hexdigest()
-    (out / "SHA256SUMS").write_text("".join(f"{d}  {n}\n" for n, d in digests.items()))
 
 
 def trapped(run, folder: Path) -> tuple[Path, Path]:

@@ -221,8 +221,8 @@ def test_rolling_metrics_river_computes_match_river_rolling(db):
         expected = utils.Rolling(metric, window_size=300)
         values = {}
         for seq, y, pred, p in zip(steps.seq, steps.y_true, steps.y_pred, steps.y_proba, strict=False):
-            y, pred = int(y), pred == "true"
-            expected.update(y, {pred: p, not pred: 1 - p} if name == "roc_auc" else pred)
+            y, pred = int(y), int(pred)  # labels 0/1, and predictions in the same vocabulary
+            expected.update(y, {pred: p, 1 - pred: 1 - p} if name == "roc_auc" else pred)
             values[seq] = expected.get()
         assert lr.value.tolist() == pytest.approx([values[s] for s in lr.seq])
     with pytest.raises(wb.WorkbenchError, match="rolling metric 'mae' is not available for this binary run"):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.errors import WorkbenchError
+from workbench.production.cli import add_production_commands, add_replica_arguments
 from workbench.store import DEFAULT_DB
 
 DEMO_EXPERIMENTS = ["agrawal_drifts.yaml", "kafka_loans.yaml"]
@@ -120,7 +121,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import workbench
 
-    path = workbench.report(args.db, runs=args.run or None, output=args.output, metric=args.metric, window=args.window)
+    path = workbench.report(args.db, runs=args.run or None, output=args.output, metric=args.metric, window=args.window,
+                            sweep=args.sweep)
     print(f"wrote {path.resolve()} ({path.stat().st_size / 1e6:.1f} MB; open it in a browser, it works offline)")
     return 0
 
@@ -234,6 +236,10 @@ def cmd_verify_bundle(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from workbench.export.app import serve
 
+    if args.store:
+        from workbench.production.cli import serve_replica
+
+        return serve_replica(args)
     serve(
         args.bundle,
         host=args.host,
@@ -250,6 +256,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
         keep=args.keep_checkpoints,
     )
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from workbench import sweeps
+
+    if args.dry_run:
+        cfg = sweeps.load(args.config, args.set)
+        racing = f", racing with eta {cfg.racing.eta}" if cfg.racing else ""
+        print(f"sweep {cfg.name}: {len(cfg.runs)} runs, objective {cfg.objective.mode} {cfg.objective.metric}{racing}")
+        print(sweeps.plan(cfg).to_string(index=False))
+        return 0
+    result = sweeps.sweep(args.config, workers=args.workers, ray=args.ray, ray_address=args.ray_address,
+                          db=args.db, record=args.record, overrides=args.set)
+    board = result.leaderboard()
+    print(f"\nsweep {result.id} ({result.status}) in {result.store.path}")
+    print(board.drop(columns=["metrics", "run_key", "idx", "shard", "error"]).to_string(index=False))
+    return 0 if result.status == "finished" else 1
+
+
+def add_sweep_command(sub, with_db) -> None:
+    p = with_db(sub.add_parser(
+        "sweep", help="run many configurations of an experiment in parallel and rank them",
+        description="Expand a sweep file (base experiment + grid/random/streams) into runs, run them on local "
+        "processes or Ray, and record them in the database (sweeps, sweep_runs). Re-running resumes.",
+    ))
+    p.add_argument("config", help="path to a sweep YAML file")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="runs at a time (default: the cores)")
+    p.add_argument("--ray", action="store_true", help="run on a local Ray cluster started for the sweep")
+    p.add_argument("--ray-address", default=None, metavar="ADDR", help="run on the Ray cluster at ADDR")
+    p.add_argument("--dry-run", action="store_true", help="print the expanded runs and stop")
+    p.add_argument("--record", default=None, metavar="DIR",
+                   help="folder of the runs' shards (default: beside the database, DB.sweeps/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the sweep file, e.g. --set racing.eta=2")
+    p.set_defaults(func=cmd_sweep)
 
 
 _TRUST_HELP = (
@@ -276,12 +317,19 @@ def add_export_commands(sub, with_db) -> None:
     p = sub.add_parser(
         "sign-bundle",
         help="sign a bundle with the key in $WORKBENCH_SIGNING_KEY (or the file in $WORKBENCH_SIGNING_KEY_FILE)",
+        description="Sign a bundle exported without a key (HMAC-SHA256 over its SHA256SUMS), where the key "
+        "is kept: serve and verify-bundle refuse unsigned bundles. Its files are checked first.",
     )
-    p.add_argument("bundle", metavar="DIR")
+    p.add_argument("bundle", metavar="DIR", help="the bundle (a directory written by `workbench export`)")
     p.set_defaults(func=cmd_sign_bundle)
 
     p = sub.add_parser("serve", help="serve a bundle over HTTP: predict, learn, roll back, metrics")
-    p.add_argument("bundle", metavar="DIR", help="the bundle (a directory written by `workbench export`)")
+    p.add_argument(
+        "bundle",
+        metavar="DIR",
+        nargs="?",
+        help="the bundle (a directory written by `workbench export`; not with --store)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--token", default=None, help="token for /learn and /rollback (default: $WORKBENCH_TOKEN)")
@@ -300,6 +348,8 @@ def add_export_commands(sub, with_db) -> None:
     )
     p.add_argument("--trust-unsigned", action="store_true", help=_TRUST_HELP)
     p.set_defaults(func=cmd_serve)
+    add_replica_arguments(p)
+    add_production_commands(sub)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -403,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a run id to include (repeat for several; default: every run)",
     )
     p.add_argument("-o", "--output", default="report.html", help="the HTML file to write")
+    p.add_argument("--sweep", default=None, metavar="ID", help="the sweep view of sweep ID instead")
     p.add_argument("--metric", help="rolling metric (default: accuracy, or mae for regression)")
     p.add_argument(
         "--window", type=int, help="rolling window in events (default: the config's rolling_window, else 1000)"
@@ -437,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ab)
 
     add_export_commands(sub, with_db)
+    add_sweep_command(sub, with_db)
     _describe(sub)
     return parser
 

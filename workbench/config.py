@@ -199,8 +199,9 @@ _DRIFT_KEYS = ("at", "width", "params")
 _REPLAY_KEYS = ("label_delay", "allowed_lateness", "late", "batch_size", "batch_timeout", "speed")
 
 
-def load(config: str | Path | dict | Config, overrides: list[str] | None = None) -> Config:
-    """Read a YAML path or a dict, apply ``key=value`` overrides, validate, fill defaults."""
+def load(config: str | Path | dict | Config, overrides: list[str | tuple[str, Any]] | None = None) -> Config:
+    """Read a YAML path or a dict, apply overrides (``"key=value"`` strings or ``(key, value)``
+    pairs), validate, fill defaults."""
     if isinstance(config, Config):
         if overrides:
             return load(config.to_dict(), overrides)
@@ -222,7 +223,10 @@ def load(config: str | Path | dict | Config, overrides: list[str] | None = None)
     if not isinstance(raw, dict):
         raise ConfigError("", "the config must be a mapping of keys (name, source, learners, ...)")
     for item in overrides or []:
-        apply_override(raw, item)
+        if isinstance(item, tuple):
+            set_key(raw, *item)
+        else:
+            apply_override(raw, item)
     raw.setdefault("name", default_name)
     cfg = parse(raw)
     if isinstance(config, (str, Path)) and cfg.source.kind == "kafka_dump":
@@ -249,7 +253,12 @@ def apply_override(raw: dict, item: str) -> None:
     if "=" not in item:
         raise ConfigError(item, "an override must look like key=value, e.g. source.n=1000")
     key, _, text = item.partition("=")
-    parts = key.strip().split(".")
+    set_key(raw, key, yaml.load(text, Loader=YamlLoader) if text.strip() else None)
+
+
+def set_key(raw: dict, key: str, value: Any) -> None:
+    """Set one dotted key of a raw config: ``learners.0.params.l2`` or ``learners[0].params.l2``."""
+    parts = re.sub(r"\[(\d+)\]", r".\1", key.strip()).split(".")
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
         where = ".".join(parts[: i + 1])
@@ -259,7 +268,6 @@ def apply_override(raw: dict, item: str) -> None:
             node = node.setdefault(part, {})
         if not isinstance(node, (dict, list)):
             raise ConfigError(where, f"cannot set a key inside {node!r}")
-    value = yaml.load(text, Loader=YamlLoader) if text.strip() else None
     last = parts[-1]
     if isinstance(node, list):
         node[_index(last, node, key)] = value

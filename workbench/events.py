@@ -8,8 +8,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import chain
 from operator import itemgetter
 from typing import Any, NamedTuple
+
+import numpy as np
 
 
 class Event(NamedTuple):
@@ -80,22 +83,33 @@ class TrueDrift:
 
 #: the columns of a step, in the order of a StepBatch row
 STEP_COLUMNS = (
-    "seq", "event_time", "y_true", "y_pred", "y_proba", "correct", "loss",
-    "predict_ns", "learn_ns", "model_version",
+    "seq",
+    "event_time",
+    "y_true",
+    "y_pred",
+    "y_proba",
+    "correct",
+    "loss",
+    "predict_ns",
+    "learn_ns",
+    "model_version",
 )
 
 
 @dataclass
 class StepBatch:
-    """Steps of one learner: a tuple per step, in STEP_COLUMNS order (times in nanoseconds;
-    the store keeps microseconds).
+    """Steps of one learner: a tuple per step in ``rows``, in STEP_COLUMNS order, or whole
+    blocks of steps as columns (times in nanoseconds; the store keeps microseconds).
 
-    A tuple is the cheapest record CPython builds (a dict or an object per row costs ~2 µs);
-    the writer turns the rows into Arrow columns every few thousand steps.
+    A tuple is the cheapest record CPython builds one at a time (a dict or an object per row
+    costs ~2 µs); an arm that scores a block of events at once hands its columns over whole
+    (``add``). The writer turns either into Arrow columns every few thousand steps.
     """
 
     learner: str
     rows: list[tuple] = field(default_factory=list)
+    #: column blocks (STEP_COLUMNS -> a list or a numpy array), in step order before ``rows``
+    blocks: list[dict] = field(default_factory=list)
     # What else happened to the learner meanwhile (only arms that configure drift, checkpoints,
     # a guard or a baseline fill these), as rows of the tables of the same names without
     # run_id and learner: drift_events (seq, detector, kind, action, statistic, reason),
@@ -105,10 +119,32 @@ class StepBatch:
     rollbacks: list[tuple] = field(default_factory=list)
     refits: list[tuple] = field(default_factory=list)
     checkpoints: list = field(default_factory=list)
+    _block_rows: int = field(default=0, repr=False)  # steps in blocks
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self._block_rows + len(self.rows)
 
-    def columns(self) -> dict[str, list]:
-        rows = self.rows
-        return {name: list(map(itemgetter(i), rows)) for i, name in enumerate(STEP_COLUMNS)}
+    def add(self, block: dict) -> None:
+        """Append a block of steps as columns (after any rows emitted one by one)."""
+        if self.rows:  # keep step order: the rows so far become a block first
+            self.blocks.append(_transpose(self.rows))
+            self._block_rows += len(self.rows)
+            self.rows.clear()  # the same list: an arm's emit appends to it
+        self.blocks.append(block)
+        self._block_rows += len(block["seq"])
+
+    def columns(self) -> dict[str, list | np.ndarray]:
+        parts = [*self.blocks, _transpose(self.rows)] if self.rows or not self.blocks else self.blocks
+        if len(parts) == 1:
+            return parts[0]
+        return {name: _concat([part[name] for part in parts]) for name in STEP_COLUMNS}
+
+
+def _transpose(rows: list[tuple]) -> dict[str, list]:
+    return {name: list(map(itemgetter(i), rows)) for i, name in enumerate(STEP_COLUMNS)}
+
+
+def _concat(parts: list) -> list | np.ndarray:
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts)
+    return list(chain.from_iterable(p.tolist() if isinstance(p, np.ndarray) else p for p in parts))

@@ -32,7 +32,7 @@ from workbench.replay.ordering import EventTimeOrder, merge_partitions
 from workbench.replay.pacing import paced
 from workbench.replay.schema import SAMPLE as SCHEMA_SAMPLE
 from workbench.replay.schema import infer as infer_schema
-from workbench.runner import Runner, make_arm, make_batch_arm
+from workbench.runner import BLOCK, Runner, make_arm, make_batch_arm
 from workbench.sources import open_source
 from workbench.sources.base import DeadLetterSink
 from workbench.store import DEFAULT_DB, RunWriter, Store
@@ -251,7 +251,10 @@ def wire(cfg: config_mod.Config, source, arms: list, dead_letter: DeadLetterSink
     if watch is not None:
         events = watch(events)
     events = _schema_to_learners(events, arms)
-    runner = Runner(arms, delay, has_time, qa=replay.qa, batch_size=cfg.replay.batch_size)
+    # A live or paced stream's events are stepped as they come, never held for a block.
+    live = cfg.source.kind == "kafka" or cfg.replay.speed is not None
+    runner = Runner(arms, delay, has_time, qa=replay.qa, batch_size=cfg.replay.batch_size,
+                    block=1 if live else BLOCK)
     if cfg.replay.batch_size > 1:
         events = mini_batches(events, cfg.replay.batch_size, cfg.replay.batch_timeout)
     return replay, runner, events

@@ -6,17 +6,22 @@ label or number, which metrics) is settled once, when an ``Arm`` is made — nev
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from itertools import repeat
+from itertools import chain, islice, repeat
 from math import log
+from operator import eq, itemgetter, neg, sub
 from time import perf_counter, perf_counter_ns
 
-from river import base
+import numpy as np
+import pandas as pd
+from river import base, metrics
 
 from workbench.errors import ConfigError
 from workbench.evaluation.metrics import make as make_metric
 from workbench.events import Event, StepBatch
 from workbench.learners.river import gives_proba
+from workbench.replay.batching import frame
 from workbench.replay.labels import Delay, questions_and_answers
 from workbench.versioning import Checkpoint, snapshot
 
@@ -26,14 +31,66 @@ FLUSH_ROWS = 8192
 FLUSH_SECONDS = 1.0
 #: how often (in events) the clock is read for FLUSH_SECONDS, minus one (a bit mask)
 _CLOCK_MASK = 255
+#: events an arm predicts and learns one by one before it scores and logs them together
+BLOCK = 1024
 _EPS = 1e-15
 _MAX_LOSS = -log(_EPS)  # River's metrics clip probabilities at 1e-15 too
+_first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)  # an Event's x, y, time
+
+
+def _drain(iterator) -> None:
+    """Run an iterator (of metric updates) to its end, in C."""
+    deque(iterator, maxlen=0)
+
+
+def _updater(metric: metrics.base.Metric) -> Callable[[list, list], None]:
+    """``update(ys, preds)``: feed a block of (label, prediction) pairs to a River metric.
+
+    A metric that is only its confusion matrix (accuracy, balanced accuracy, macro/micro F1,
+    kappa...) is fed each distinct pair once, weighted by its count: the same counts (sums of
+    1.0, exact), the same classes in the same order. Any other metric sees every pair in turn.
+    """
+    if type(metric).update is metrics.base.ClassificationMetric.update and type(metric.cm) is metrics.ConfusionMatrix:
+        cm = metric.cm
+
+        def counted(ys: list, preds: list) -> None:
+            pairs = Counter(zip(ys, preds, strict=True))
+            for (y, p), count in pairs.items():
+                cm.update(y, p, float(count))
+            cm.n_samples += len(ys) - len(pairs)
+
+        return counted
+    update = metric.update
+    return lambda ys, preds: _drain(map(update, ys, preds))
+
+
+def _matrix_updater(metric: metrics.base.Metric) -> Callable[[list, tuple, np.ndarray], None] | None:
+    """``update(ys, classes, probabilities)`` for a probability metric numpy can compute
+    exactly as River does, else None. LogLoss: River's clamp, ``-log(p)`` or ``-log(1 - p)``
+    with math.log, then its running mean, in order."""
+    if type(metric) is not metrics.LogLoss:
+        return None
+    mean = metric._mean
+
+    def update(ys: list, classes: tuple, values: np.ndarray) -> None:
+        j = {c: i for i, c in enumerate(classes)}.get(True)  # y_pred.get(True, 0.0)
+        p = values[:, j] if j is not None else np.zeros(len(ys))
+        p = np.maximum(np.minimum(p, 1 - 1e-15), 1e-15)
+        p = np.where(np.fromiter(map(bool, ys), bool, len(ys)), p, 1 - p)
+        n, m = mean.n, mean._mean
+        for x in map(neg, map(log, p.tolist())):  # stats.Mean.update(x), w = 1
+            n += 1.0
+            m += (1.0 / n) * (x - m)
+        mean.n, mean._mean = n, m
+
+    return update
 
 
 class Arm:
     """One learner in the loop: predicts, scores the stored prediction, learns, buffers steps.
 
-    Subclasses say how a prediction is scored (``_record``); each appends one tuple per step.
+    Subclasses say how a prediction is scored: ``_record`` appends one tuple per step,
+    ``_log_block`` a block of steps as columns (numpy and C, the same values).
     """
 
     def __init__(self, name: str, model: base.Estimator, task: str, metrics: list[str]):
@@ -75,6 +132,69 @@ class Arm:
         if self.supervisor is not None:
             self._emit = self.supervisor.wrap(self.batch)
         return batch if batch is not None else self.batch
+
+    #: whether the runner may hand this arm whole blocks of events (``step_block``, and
+    #: ``step_many`` logging columns); arms with a supervisor always see each step
+    blockwise = True
+
+    @property
+    def by_block(self) -> bool:
+        return self.blockwise and self.supervisor is None
+
+    def step_block(self, seq: int, evs: list[Event]) -> None:
+        """``step`` each event of a block, then score and log them all at once: the same
+        predictions, learning and steps, with the per-event work done in C or numpy.
+
+        Two clock readings an event instead of three: each predict time runs from the previous
+        reading to the end of the predict, each learn time from there to the end of the learn.
+        If interrupted, the events both predicted and learned so far are still logged. A
+        prediction is read after the block is learned: models answer with a new dict each time
+        (River's all do), not one they keep updating."""
+        predict, learn, clock = self._predict, self._learn, perf_counter_ns
+        preds: list = []
+        ticks = [clock()]
+        add, tick = preds.append, ticks.append
+        try:
+            for ev in evs:
+                x = ev[0]
+                add(predict(x))
+                tick(clock())
+                learn(x, ev[1])
+                tick(clock())
+        finally:
+            n = (len(ticks) - 1) // 2  # events both predicted and learned
+            if n:
+                del preds[n:]
+                spans = np.diff(np.array(ticks[: 2 * n + 1], dtype=np.int64))
+                block = evs if n == len(evs) else evs[:n]
+                ys, times = list(map(_second, block)), list(map(_third, block))
+                self._log_block(seq, ys, times, preds, spans[0::2], spans[1::2])
+            self.reached = seq + n
+
+    #: events this arm has stepped through in blocks (where an interrupted block stopped)
+    reached = 0
+
+    def _log_block(self, seq, ys, times, preds, predict_ns, learn_ns) -> None:
+        """Score and log a block of predictions: each arm's ``_record``, vectorised where it can."""
+        for i, (y, time, pred) in enumerate(zip(ys, times, preds, strict=True)):
+            self._record(seq + i, time, y, pred, int(predict_ns[i]), int(learn_ns[i]), self.version)
+
+    def _columns(self, seq, ys, times, y_pred, y_proba, correct, loss, predict_ns, learn_ns) -> None:
+        n = len(ys)
+        self.batch.add(
+            {
+                "seq": np.arange(seq, seq + n, dtype=np.int64),
+                "event_time": times,
+                "y_true": ys,
+                "y_pred": y_pred,
+                "y_proba": y_proba,
+                "correct": correct,
+                "loss": loss,
+                "predict_ns": predict_ns,
+                "learn_ns": learn_ns,
+                "model_version": np.full(n, self.version, dtype=np.int32),
+            }
+        )
 
     def step(self, seq: int, ev: Event) -> None:
         """Predict then learn at once (no label delay)."""
@@ -121,27 +241,32 @@ class Arm:
         return self.predict_method.replace("_one", "_many")
 
     def step_many(self, seq: int, evs: list[Event]) -> None:
-        """Predict a mini-batch, then learn it; each event's timings are the batch's shares."""
-        import pandas as pd  # only mini-batch runs pay for it
+        """Predict a mini-batch, then learn it; each event's timings are the batch's shares.
 
-        X = pd.DataFrame.from_records([ev.x for ev in evs])
-        y = pd.Series([ev.y for ev in evs])
+        The batch is scored and logged as columns (numpy and C), or step by step for an arm
+        with a supervisor, which looks at every step."""
+        X = frame(list(map(_first, evs)))
+        ys = list(map(_second, evs))
         t0 = perf_counter_ns()
         preds = getattr(self.model, self._predict_many_name)(X)
         t1 = perf_counter_ns()
-        self.model.learn_many(X, y)
+        self.model.learn_many(X, pd.Series(ys))
         t2 = perf_counter_ns()
         n = len(evs)
-        predict_ns, learn_ns = (t1 - t0) // n, (t2 - t1) // n
-        # probabilities come as a DataFrame (a dict per event, built in C: DataFrame.to_dict costs
-        # more than the learning), labels and numbers as a Series
-        rows = (
-            map(dict, map(zip, repeat(list(preds.columns)), preds.to_numpy().tolist()))
-            if preds.ndim == 2
-            else preds.tolist()
-        )
-        for i, (ev, pred) in enumerate(zip(evs, rows, strict=True)):
-            self._record(seq + i, ev.time, ev.y, pred, predict_ns, learn_ns, self.version)
+        predict_ns = np.full(n, (t1 - t0) // n, dtype=np.int64)
+        learn_ns = np.full(n, (t2 - t1) // n, dtype=np.int64)
+        times = list(map(_third, evs))
+        if self.by_block:
+            self._log_many(seq, ys, times, preds, predict_ns, learn_ns)
+        else:
+            Arm._log_block(self, seq, ys, times, self._many_rows(preds), predict_ns, learn_ns)
+
+    def _many_rows(self, preds) -> list:
+        """A *_many answer as the *_one answers it stands for."""
+        return preds.tolist()
+
+    def _log_many(self, seq, ys, times, preds, predict_ns, learn_ns) -> None:
+        self._log_block(seq, ys, times, self._many_rows(preds), predict_ns, learn_ns)
 
     def _record(self, seq, time, y, pred, predict_ns, learn_ns, version) -> None:
         raise NotImplementedError
@@ -155,12 +280,57 @@ class ProbaClassifierArm(Arm):
     def __init__(self, name, model, task, metrics):
         super().__init__(name, model, task, metrics)
         self._updates = [(m.update, not m.requires_labels) for m in self.metrics.values()]
+        self._block_updates = [(_updater(m), not m.requires_labels) for m in self.metrics.values()]
+        self._matrix_updates = [_matrix_updater(m) for m in self.metrics.values()]
+
+    def _log_block(self, seq, ys, times, probas, predict_ns, learn_ns) -> None:
+        # Probabilities of the same classes in the same order (as a model gives them) make a
+        # matrix; anything else (an abstention, a class appearing) is scored row by row.
+        classes = tuple(probas[0]) if probas[0] else ()
+        if classes and all(probas) and all(map(classes.__eq__, map(tuple, probas))):
+            values = np.fromiter(chain.from_iterable(map(dict.values, probas)), np.float64, len(probas) * len(classes))
+            if self._log_matrix(seq, ys, times, classes, values.reshape(len(probas), -1), probas, predict_ns, learn_ns):
+                return
+        super()._log_block(seq, ys, times, probas, predict_ns, learn_ns)
+
+    def _log_matrix(self, seq, ys, times, classes, values, probas, predict_ns, learn_ns) -> bool:
+        """Score a block of probabilities (rows of ``values``, columns ``classes``) in numpy:
+        the argmax (numpy's first largest, as max(proba, key=proba.get)), the probability of
+        the label, the clipped loss. False if a NaN makes the order of comparisons matter."""
+        if np.isnan(values).any():
+            return False
+        rows = np.arange(len(ys))
+        best = values.argmax(axis=1)
+        y_pred = list(map(classes.__getitem__, best.tolist()))
+        where = np.fromiter(map({c: i for i, c in enumerate(classes)}.get, ys, repeat(-1)), np.intp, len(ys))
+        p_true = np.where(where >= 0, values[rows, where], 0.0)
+        # -log(p_true) clipped as in _record, with math.log (numpy's may differ in the last bit)
+        loss = -np.fromiter(map(log, np.where(p_true > _EPS, p_true, _EPS).tolist()), np.float64, len(ys))
+        for (update, wants_proba), matrix_update in zip(self._block_updates, self._matrix_updates, strict=True):
+            if matrix_update is not None:
+                matrix_update(ys, classes, values)
+                continue
+            if wants_proba and probas is None:
+                probas = list(map(dict, map(zip, repeat(classes), values.tolist())))
+            update(ys, probas if wants_proba else y_pred)
+        self._columns(seq, ys, times, y_pred, values[rows, best], list(map(eq, y_pred, ys)), loss, predict_ns, learn_ns)
+        return True
 
     def _unanswered(self, proba) -> tuple:
         if not proba:
             return None, None
         y_pred = max(proba, key=proba.get)
         return y_pred, proba[y_pred]
+
+    def _many_rows(self, probas) -> list[dict]:
+        # a dict per event, built in C (DataFrame.to_dict costs more than the learning)
+        return list(map(dict, map(zip, repeat(list(probas.columns)), probas.to_numpy().tolist())))
+
+    def _log_many(self, seq, ys, times, frame, predict_ns, learn_ns) -> None:
+        values = frame.to_numpy(dtype=np.float64)
+        classes = tuple(frame.columns)
+        if not classes or not self._log_matrix(seq, ys, times, classes, values, None, predict_ns, learn_ns):
+            self._log_block(seq, ys, times, self._many_rows(frame), predict_ns, learn_ns)
 
     def _record(self, seq, time, y, proba, predict_ns, learn_ns, version):
         if not proba:  # River's metrics skip an abstention; so do we
@@ -199,6 +369,15 @@ class LabelClassifierArm(Arm):
                 "metrics", f"{', '.join(needs_proba)} need probabilities, but learner {name!r} only predicts labels"
             )
         self._updates = [m.update for m in self.metrics.values()]
+        self._block_updates = [_updater(m) for m in self.metrics.values()]
+
+    def _log_block(self, seq, ys, times, y_pred, predict_ns, learn_ns) -> None:
+        if None in y_pred:
+            return super()._log_block(seq, ys, times, y_pred, predict_ns, learn_ns)
+        for update in self._block_updates:
+            update(ys, y_pred)
+        n = len(ys)
+        self._columns(seq, ys, times, y_pred, [None] * n, list(map(eq, y_pred, ys)), [None] * n, predict_ns, learn_ns)
 
     def _record(self, seq, time, y, y_pred, predict_ns, learn_ns, version):
         if y_pred is None:
@@ -215,6 +394,24 @@ class RegressorArm(Arm):
     def __init__(self, name, model, task, metrics):
         super().__init__(name, model, task, metrics)
         self._updates = [m.update for m in self.metrics.values()]
+
+    def _log_block(self, seq, ys, times, y_pred, predict_ns, learn_ns) -> None:
+        if None in y_pred:
+            return super()._log_block(seq, ys, times, y_pred, predict_ns, learn_ns)
+        for update in self._updates:
+            _drain(map(update, ys, y_pred))
+        n = len(ys)
+        self._columns(
+            seq,
+            ys,
+            times,
+            y_pred,
+            [None] * n,
+            [None] * n,
+            list(map(pow, map(sub, ys, y_pred), repeat(2))),
+            predict_ns,
+            learn_ns,
+        )
 
     def _record(self, seq, time, y, y_pred, predict_ns, learn_ns, version):
         if y_pred is None:
@@ -243,6 +440,7 @@ class Runner:
         has_time: bool,
         qa: Callable[[Iterable[Event]], Iterator[tuple]] | None = None,
         batch_size: int = 1,
+        block: int = BLOCK,
     ):
         self.arms = arms
         self.delay = delay
@@ -250,6 +448,9 @@ class Runner:
         #: turns events into (seq, event, y) questions and answers, e.g. a label join
         self.qa = qa
         self.batch_size = batch_size
+        #: events handed to arms at once without label delays (1 for live or paced streams,
+        #: whose events must not wait for the next ones)
+        self.block = block
         self.n_events = 0
         self.n_unlabelled = 0
 
@@ -279,6 +480,21 @@ class Runner:
         next_flush = FLUSH_ROWS
         n = 0
         try:
+            if self.delay.immediate and self.qa is None and self.block > 1 and any(a.by_block for a in arms):
+                it, size = iter(events), self.block
+                while True:
+                    block: list[Event] = []
+                    try:
+                        block.extend(islice(it, size))
+                    finally:  # what was read before an interrupt is still replayed and logged
+                        self._step_block(n, block)
+                        n += len(block)
+                    if not block:
+                        return
+                    if n >= next_flush or perf_counter() > deadline:
+                        self.n_events = n
+                        yield self.take()
+                        deadline, next_flush = perf_counter() + FLUSH_SECONDS, n + FLUSH_ROWS
             if self.delay.immediate and self.qa is None:
                 for n, ev in enumerate(events, start=1):
                     for arm in arms:
@@ -301,8 +517,16 @@ class Runner:
                 else:
                     for arm in arms:
                         arm.answer(seq, ev, y)
-        finally:
-            self.n_events = n
+        finally:  # an interrupted block counts the events its arms got through
+            self.n_events = max([n, *(arm.reached for arm in arms)])
+
+    def _step_block(self, n: int, block: list[Event]) -> None:
+        for arm in self.arms:
+            if arm.by_block:
+                arm.step_block(n, block)
+            else:
+                for seq, ev in enumerate(block, n):
+                    arm.step(seq, ev)
 
     def _batched(self, batches: Iterable[list[Event]]) -> Iterator[list[StepBatch]]:
         """Mini-batches (labels known at once): *_many where a learner has them, else one by one."""
@@ -312,6 +536,8 @@ class Runner:
                 for arm in arms:
                     if arm.batched:
                         arm.step_many(n, evs)
+                    elif arm.by_block:
+                        arm.step_block(n, evs)
                     else:
                         for i, ev in enumerate(evs):
                             arm.step(n + i, ev)
@@ -329,6 +555,8 @@ class _Batched:
     changes at a fit and every question asked before a fit is answered before it. The predict
     time of a step is its share of the batch. Each fit is logged in ``refits`` and starts a
     new version."""
+
+    blockwise = False  # its step() already answers questions many at a time
 
     def _setup(self) -> None:
         self._predict_many = getattr(self.model, self._predict_many_name)

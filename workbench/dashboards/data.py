@@ -175,7 +175,7 @@ def data_quality(store: Store, run_ids: list[str]) -> pd.DataFrame:
 def progress(store: Store) -> tuple:
     """A cheap fingerprint of the database that changes whenever a replay writes to it."""
     runs = store.sql("SELECT run_id, status FROM runs ORDER BY created_at")
-    running = runs.run_id[runs.status == "running"].tolist()
+    running = runs.run_id[runs.status.isin(["running", "live"])].tolist()  # live: the update service
     steps = 0
     if running:
         steps = store.sql("SELECT count(*) AS n FROM steps WHERE run_id = ?", running[:1]).n.iloc[0]

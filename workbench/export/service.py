@@ -185,6 +185,7 @@ class Service:
         trust_unsigned: bool = False,
         keep: int = 10,
         read_only: bool = False,
+        lock: bool = True,
     ):
         self.trust_unsigned = trust_unsigned
         # a read-only service (serve --read-only, --workers N) predicts only: it shares the state
@@ -193,10 +194,13 @@ class Service:
         self.bundle = bundle if isinstance(bundle, Bundle) else load(bundle, trust_unsigned)
         self.state_dir = Path(state_dir) if state_dir else self.bundle.path / "state"
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = _lock(self.state_dir, shared=read_only)
+        # one learning server per folder; read-only ones share it (they write nothing there)
+        self._lock = _lock(self.state_dir, shared=read_only) if lock else None
         self.checkpoint_every = checkpoint_every
         self.keep = keep  # checkpoints kept in state_dir (the bundle's version is always there)
         self._pruned: list[int] = []  # versions dropped from the list, whose files go next
+        self._since: list[tuple[dict, Any]] = []  # records learnt since the newest version
+        self._base: bytes | None = None  # the newest version's state (None: the bundle's)
         manifest = self.bundle.manifest
         self.schema = Schema(self.bundle.features, self.bundle.target)
         self.classifier = manifest["task"] != "regression"
@@ -260,6 +264,7 @@ class Service:
         else:
             meta, state = restored
             self.model, self.detector = _unpack(state)
+            self._base = state
             self.version, self.n_updates = meta["version"], meta["n_updates"]
             self.lost_updates = max(0, applied - meta["n_updates"])
             self.message = f"resumed from checkpoint v{self.version} ({self.n_updates:,} updates)"
@@ -352,8 +357,11 @@ class Service:
 
     def _apply(self, pairs: list[tuple[dict, Any]]) -> list[dict[str, Any]]:
         """Learn validated pairs, all or none: should the model fail on one, the model and the
-        detector are put back as they were before the first (a bad batch changes nothing)."""
-        before = pickle.dumps((self.model, self.detector, self.n_updates), protocol=5)
+        detector are put back as they were before the first (a bad batch changes nothing).
+
+        Copying the model before every request would cost more than learning (~20 ms for a
+        grown Hoeffding tree); instead the records learnt since the newest version are kept,
+        and only a failure pays: that version is restored and they are learnt again."""
         drifts: list[dict[str, Any]] = []
         for i, (x, y) in enumerate(pairs):
             try:
@@ -361,7 +369,7 @@ class Service:
                     drifts += self._watch(x, y)
                 self.model.learn_one(x, y)
             except Exception as exc:
-                self.model, self.detector, self.n_updates = pickle.loads(before)
+                self._restore()
                 where = "the record" if len(pairs) == 1 else f"instance {i} of {len(pairs)}"
                 raise Refusal(
                     500,
@@ -369,7 +377,19 @@ class Service:
                     "nothing of this request was applied",
                 ) from exc
             self.n_updates += 1
+        self._since.extend(pairs)
         return drifts
+
+    def _restore(self) -> None:
+        """The model and detector as they were after the last request that succeeded."""
+        newest = self.versions[-1]
+        # the newest state in memory: its file may still be on its way to disk
+        self.model, self.detector = _unpack(self._base) if self._base is not None else self._state_of(newest)
+        for x, y in self._since:
+            if self.detector is not None:
+                self._watch(x, y)
+            self.model.learn_one(x, y)
+        self.n_updates = newest["n_updates"] + len(self._since)
 
     def health(self) -> dict[str, Any]:
         """Whether the model still answers: it predicts the last record it saw (or a blank
@@ -439,6 +459,7 @@ class Service:
         """Start a new version from the current model (and detector); the caller persists it
         with ``persist``, off the event loop."""
         state = pickle.dumps({"model": self.model, "detector": self.detector}, protocol=5)
+        self._since, self._base = [], state  # learnt into this version
         self.version = max(v["version"] for v in self.versions) + 1
         meta = {
             "version": self.version,
@@ -536,7 +557,8 @@ class Service:
 
     def close(self) -> None:
         os.close(self._counter)
-        os.close(self._lock)
+        if self._lock is not None:
+            os.close(self._lock)
 
 
 def _lock(state_dir: Path, shared: bool = False) -> int:

@@ -85,6 +85,7 @@ def verify(
     source = open_source(cfg.source, cfg.seed)
     fields = store.feature_schema(run_id).to_dict("records")  # what preprocessing: auto was made from
     arm = make_arm(bundle.learner, build(spec, info["task"], "learners[0]", fields), info["task"], [])
+    arm.blockwise = False  # the hand-over below needs each step as a row
     # The run's own replay stage (event-time order, label joins, mini-batches), unpaced: the same
     # questions and answers in the same order as the run saw them.
     cfg.replay.speed = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,17 +25,17 @@ class IterableSource:
     def validate(self) -> None:
         self.task  # noqa: B018 — inferring the task is the check
 
-    @property
-    def task(self) -> str:
+    @functools.cached_property
+    def task(self) -> str:  # (cached: validate() asks first, then the replay)
         if self.config.task:
             return self.config.task
         if hasattr(self.pairs, "task"):  # a River dataset says what it is
             return river_task(self.pairs.task)
         if isinstance(self.pairs, Sequence) and self.pairs:
-            ys = [pair[1] for pair in self.pairs]
-            if all(isinstance(y, bool) for y in ys):
+            ys = list(map(operator.itemgetter(1), self.pairs))  # in C: a list can hold millions
+            if all(map(isinstance, ys, itertools.repeat(bool))):
                 return "binary"
-            if all(isinstance(y, float) for y in ys):
+            if all(map(isinstance, ys, itertools.repeat(float))):
                 return "regression"
             return "binary" if len(set(ys)) <= 2 else "multiclass"
         raise ConfigError(

@@ -16,7 +16,7 @@ from workbench.errors import ConfigError, DatabaseLockedError, WorkbenchError
 from workbench.evaluation.ab import AB_COLUMNS
 from workbench.evaluation.metrics import allowed as allowed_metrics
 from workbench.evaluation.metrics import make as make_metric
-from workbench.store import schema, snapshot
+from workbench.store import schema, snapshot, sweeps
 
 DEFAULT_DB = "runs/workbench.duckdb"
 
@@ -184,6 +184,24 @@ class Store:
         with self._connect() as con:
             return con.execute(query, {"run": run_id, "points": points}).df()
 
+    # -- sweeps (issue 12): the sweeps and sweep_runs tables -----------------------------------
+    def sweeps(self) -> pd.DataFrame:
+        with self._connect() as con:
+            if not sweeps.has_tables(con):
+                return pd.DataFrame(columns=[c for c in sweeps.columns("sweeps") if c != "config"])
+            return con.execute("SELECT * EXCLUDE (config) FROM sweeps ORDER BY created_at").df()
+
+    def sweep_runs(self, sweep_id: str) -> pd.DataFrame:
+        with self._connect() as con:
+            if not sweeps.has_tables(con):
+                return pd.DataFrame(columns=sweeps.columns("sweep_runs"))
+            return con.execute("SELECT * FROM sweep_runs WHERE sweep_id = ? ORDER BY rung, idx", [sweep_id]).df()
+
+    def leaderboard(self, sweep_id: str) -> pd.DataFrame:
+        """The runs of a sweep, best first by its objective, one column per swept parameter."""
+        with self._connect() as con:
+            return sweeps.leaderboard(con, sweep_id)
+
     # -- drift, versions, A/B and calibration (issue 4) -------------------------------------
     def drift_events(self, run_id: str) -> pd.DataFrame:
         """Warnings and drifts: learner ('' for feature drift), seq, detector, kind, action,
@@ -342,6 +360,44 @@ class Store:
                 query,
                 {"run": run_id, "a": a, "b": b, "seed": seed, "cut": int(round(ratio * 1000000))},
             ).df()
+
+    # -- production: served predictions joined with their labels ---------------------------------
+    def served(self, run_id: str | None = None) -> pd.DataFrame:
+        """Every served prediction the update service joined (or saw unlabelled), of one live
+        run or of all of them, in the order the labels came."""
+        where = "WHERE run_id = $run" if run_id else ""
+        return self._served_sql(f"SELECT * FROM served {where} ORDER BY labelled_at NULLS LAST, request_id", run_id)
+
+    def served_metrics(self, run_id: str | None = None) -> pd.DataFrame:
+        """Per arm and version: predictions served, labelled, accuracy, log loss, label delay
+        (mean and p95, seconds) and the share still unlabelled."""
+        where = "WHERE run_id = $run" if run_id else ""
+        return self._served_sql(
+            f"""SELECT arm, version, count(*) AS n, count(y_true) AS labelled,
+                   avg(correct::DOUBLE) AS accuracy, avg(loss) AS log_loss,
+                   avg(label_delay_s) AS label_delay_s, quantile_cont(label_delay_s, 0.95) AS label_delay_p95_s,
+                   1 - count(y_true) / count(*) AS unlabelled_share
+                FROM served {where} GROUP BY arm, version ORDER BY arm, version""",
+            run_id,
+        )
+
+    def served_ab(self, run_id: str | None = None, metric: str = "accuracy", window: int = 100) -> pd.DataFrame:
+        """Arm a against arm b on the requests both predicted (one answered, the other in the
+        shadow), with the offline A/B statistics: bootstrap CI over windows and McNemar."""
+        from workbench.evaluation.ab import compare
+
+        df = self.served(run_id).dropna(subset=["y_true"])
+        sides = {arm: df[df.arm == arm].drop_duplicates("request_id") for arm in ("a", "b")}
+        if sides["a"].empty or sides["b"].empty:
+            raise WorkbenchError("no served predictions of both arms a and b: deploy with ab: {b: ...}")
+        order = {rid: i for i, rid in enumerate(sides["a"].request_id)}
+        for arm, side in sides.items():
+            sides[arm] = side.assign(seq=side.request_id.map(order)).dropna(subset=["seq"]).astype({"seq": int})
+        return compare(sides["a"], sides["b"], "a", "b", metric, window)
+
+    def _served_sql(self, query: str, run_id: str | None) -> pd.DataFrame:
+        with self._connect() as con:
+            return con.execute(query, {"run": run_id} if run_id else {}).df()
 
     def online_vs_batch(self, run_id: str, metric: str = "accuracy") -> pd.DataFrame:
         """``ab`` of every online learner against every baseline (one row each; empty when

@@ -1,0 +1,236 @@
+"""The fast paths log exactly what the one-at-a-time loop logs, and score as River does.
+
+- Blocks: without label delays the runner predicts and learns each event in turn, then scores,
+  updates metrics and logs the block at once (runner.BLOCK). Every step and every metric equal
+  those of the loop that handles one event at a time (block=1), bit for bit.
+- Mini-batches (replay.batch_size): predict_proba_many for the batch, then learn_many; the
+  logged steps and the metrics equal River's own metrics fed the very same predictions, and
+  batch_size 1 is the one-at-a-time replay.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pandas as pd
+import pytest
+from river import base, compose, datasets, linear_model, metrics, preprocessing, tree
+from river.datasets import synth
+
+import workbench as wb
+from workbench.evaluation.metrics import names_for
+from workbench.events import make_event
+from workbench.replay.batching import frame
+from workbench.replay.labels import Delay
+from workbench.runner import Runner, make_arm
+from workbench.store.writer import Labels, steps_table
+
+TIMINGS = ["predict_ns", "learn_ns"]
+
+
+class Parity(base.Classifier):
+    """Predicts labels only (no probabilities): the parity of the previous label, or None."""
+
+    def __init__(self):
+        self.last = None
+
+    def learn_one(self, x, y):
+        self.last = y
+
+    def predict_one(self, x):
+        return self.last
+
+
+def replay(model, rows, task, metric_names, block):
+    arm = make_arm("m", model, task, names_for(metric_names, task))
+    runner = Runner([arm], Delay("none"), False, block=block)
+    events = (make_event((x, y, None, None, i, None)) for i, (x, y) in enumerate(rows))
+    batches = [b[0] for b in runner.run(events)]
+    tables = [steps_table(b) for b in batches if len(b)]
+    steps = pd.concat([t.to_pandas() for t in tables], ignore_index=True).drop(columns=TIMINGS)
+    return steps, arm.metric_values(), runner.n_events
+
+
+def with_gaps(rows):
+    """Every 7th event misses a feature and every 11th has its features in another order."""
+    out = []
+    for i, (x, y) in enumerate(rows):
+        x = dict(x)
+        if i % 7 == 3:
+            x.pop(next(iter(x)))
+        if i % 11 == 5:
+            x = dict(reversed(list(x.items())))
+        out.append((x, y))
+    return out
+
+
+CASES = {
+    "binary-proba": (
+        lambda: preprocessing.StandardScaler() | linear_model.LogisticRegression(),
+        lambda: list(datasets.Phishing()),
+        "binary",
+        ["accuracy", "log_loss", "f1", "roc_auc", "macro_f1", "balanced_accuracy"],
+    ),
+    "abstaining-tree": (  # {} until it has learned: rows the matrix path hands to _record
+        lambda: tree.HoeffdingTreeClassifier(grace_period=30),
+        lambda: with_gaps(itertools.islice(datasets.Bananas(), 1500)),
+        "binary",
+        ["accuracy", "log_loss"],
+    ),
+    "multiclass": (
+        lambda: preprocessing.StandardScaler() | tree.HoeffdingTreeClassifier(grace_period=50),
+        lambda: list(itertools.islice(datasets.ImageSegments(), 1200)),
+        "multiclass",
+        ["accuracy", "log_loss", "macro_f1", "cohen_kappa"],
+    ),
+    "labels-only": (Parity, lambda: list(datasets.Phishing()), "binary", ["accuracy", "f1", "mcc"]),
+    "regression": (
+        lambda: preprocessing.StandardScaler() | linear_model.LinearRegression(),
+        lambda: list(itertools.islice(datasets.TrumpApproval(), 1000)),
+        "regression",
+        ["mae", "rmse", "r2"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_blocks_log_exactly_the_steps_of_one_event_at_a_time(case):
+    make_model, make_rows, task, metric_names = CASES[case]
+    rows = make_rows()
+    one, one_metrics, one_n = replay(make_model(), rows, task, metric_names, block=1)
+    blocks, block_metrics, block_n = replay(make_model(), rows, task, metric_names, block=256)
+    assert one_n == block_n == len(rows) == len(blocks)
+    pd.testing.assert_frame_equal(blocks, one, check_exact=True)
+    assert block_metrics == one_metrics  # bit for bit, not approximately
+    if case == "abstaining-tree":
+        assert blocks.y_pred.isna().any() and blocks.y_pred.notna().any()
+
+
+def test_an_interrupted_block_keeps_the_steps_of_the_events_it_read():
+    rows = list(itertools.islice(synth.Agrawal(seed=1), 1000))
+
+    def interrupted():
+        for i, (x, y) in enumerate(rows):
+            if i == 700:
+                raise KeyboardInterrupt
+            yield make_event((x, y, None, None, i, None))
+
+    arm = make_arm("lr", linear_model.LogisticRegression(), "binary", ["accuracy"])
+    runner = Runner([arm], Delay("none"), False, block=256)
+    with pytest.raises(KeyboardInterrupt):
+        for _ in runner.run(interrupted()):
+            pass
+    assert runner.n_events == 700
+    assert steps_table(arm.take()).column("seq").to_pylist() == list(range(700))
+
+
+def test_a_run_through_blocks_matches_river_and_the_one_event_loop(db, monkeypatch):
+    """End to end: wb.run's steps and metrics, with blocks and without, and River's score."""
+    config = {
+        "name": "blocks",
+        "source": {"kind": "dataset", "name": "Phishing"},
+        "learners": [
+            {
+                "name": "lr",
+                "model": "river.linear_model.LogisticRegression",
+                "preprocessing": ["river.preprocessing.StandardScaler"],
+            }
+        ],
+        "metrics": ["accuracy", "log_loss"],
+    }
+    fast = wb.run(config, db=db, progress=False)
+    monkeypatch.setattr("workbench.experiment.BLOCK", 1)
+    slow = wb.run(config, db=db, progress=False)
+    drop = ["run_id", "predict_us", "learn_us"]
+    pd.testing.assert_frame_equal(fast.steps().drop(columns=drop), slow.steps().drop(columns=drop), check_exact=True)
+    summary = fast.summary().set_index("learner").loc["lr"]
+    assert summary.accuracy == slow.summary().set_index("learner").loc["lr"].accuracy
+    model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    from river import evaluate
+
+    assert summary.accuracy == evaluate.progressive_val_score(datasets.Phishing(), model, metrics.Accuracy()).get()
+
+
+# -- mini-batches ---------------------------------------------------------------------------
+def hyperplane(n, seed=3):
+    return [({f"x{k}": v for k, v in x.items()}, y) for x, y in itertools.islice(synth.Hyperplane(seed=seed), n)]
+
+
+def minibatch_config(batch_size, scaler):
+    return {
+        "name": f"batches-{batch_size}",
+        "learners": [
+            {
+                "name": "lr",
+                "model": "river.linear_model.LogisticRegression",
+                "preprocessing": ["river.preprocessing.StandardScaler"] if scaler else [],
+            }
+        ],
+        "replay": {"batch_size": batch_size},
+        "metrics": ["accuracy", "log_loss", "f1"],
+    }
+
+
+@pytest.mark.parametrize("scaler", [False, True], ids=["lr", "scaler-lr"])
+def test_minibatch_steps_and_metrics_are_rivers_on_the_same_predictions(db, scaler):
+    rows, size = hyperplane(2_300), 200
+    run = wb.run(minibatch_config(size, scaler), db=db, progress=False, stream=rows)
+    steps = run.steps("lr").set_index("seq")
+    # River, batch by batch: predict the whole batch, then learn it; its metrics fed each row.
+    model = (
+        compose.Pipeline(preprocessing.StandardScaler(), linear_model.LogisticRegression())
+        if scaler
+        else linear_model.LogisticRegression()
+    )
+    river = {"accuracy": metrics.Accuracy(), "log_loss": metrics.LogLoss(), "f1": metrics.F1()}
+    y_pred, y_proba, loss = [], [], []
+    for start in range(0, len(rows), size):
+        chunk = rows[start : start + size]
+        X = pd.DataFrame.from_records([x for x, _ in chunk])
+        probas = model.predict_proba_many(X)
+        model.learn_many(X, pd.Series([y for _, y in chunk]))
+        for (_, y), p in zip(chunk, probas.to_dict("records"), strict=True):
+            label = max(p, key=p.get)
+            river["accuracy"].update(y, label)
+            river["f1"].update(y, label)
+            river["log_loss"].update(y, p)
+            y_pred.append(label)
+            y_proba.append(p[label])
+            loss.append(-math.log(max(p.get(y, 0.0), 1e-15)))
+    _, as_text = Labels().text([y for _, y in rows], y_pred)  # as the store writes labels
+    assert steps.y_pred.tolist() == as_text.to_pylist()
+    assert steps.y_proba.tolist() == y_proba
+    assert steps.loss.tolist() == loss
+    assert steps.correct.tolist() == [p == y for p, (_, y) in zip(y_pred, rows, strict=True)]
+    summary = run.summary().set_index("learner").loc["lr"]
+    for name, metric in river.items():
+        assert summary[name] == metric.get(), name  # exactly River's value
+
+
+def test_batch_size_one_is_the_one_at_a_time_replay(db):
+    rows = hyperplane(1_500)
+    one = wb.run(minibatch_config(1, True), db=db, progress=False, stream=rows)
+    plain = wb.run({**minibatch_config(1, True), "replay": {}}, db=db, progress=False, stream=rows)
+    drop = ["run_id", "predict_us", "learn_us"]
+    pd.testing.assert_frame_equal(one.steps().drop(columns=drop), plain.steps().drop(columns=drop), check_exact=True)
+    metric_names = ["accuracy", "log_loss", "f1"]
+    assert one.summary()[metric_names].equals(plain.summary()[metric_names])
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [{"a": 1.0, "b": 2.5}, {"a": -0.0, "b": float("inf")}],  # floats, one matrix
+        [{"a": 1.0, "b": 2}, {"a": 3.0, "b": 4}],  # an int column
+        [{"a": 1.0, "b": 2.0}, {"b": 4.0, "a": 3.0}],  # another order
+        [{"a": 1.0, "b": 2.0}, {"a": 3.0}],  # a missing feature
+        [{"a": 1.0, "b": None}, {"a": 3.0, "b": 1.0}],  # None
+        [{"a": 1.0, "b": "x"}, {"a": 3.0, "b": "y"}],  # text
+        [{0: 1.5, 1: 2.5}, {0: 0.5, 1: 1.0}],  # integer names
+    ],
+)
+def test_a_batch_frame_is_what_pandas_from_records_makes(rows):
+    expected = pd.DataFrame.from_records(rows)
+    got = frame(rows)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True, check_column_type=False)
