@@ -15,7 +15,8 @@ $(VENV)/.installed-base: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[test,ray]'
+	# the capymoa extra too: the CapyMOA tests run when Java is there (.ci/run installs it)
+	$(PIP) install -e '.[test,ray,capymoa]'
 	# An optional dependency of jupyter-events that costs ~2 s in every kernel start.
 	-$(PIP) uninstall -y rfc3987-syntax
 	touch $@ $(VENV)/.installed-base

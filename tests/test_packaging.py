@@ -38,3 +38,16 @@ def test_the_code_is_ruff_clean():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "."],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_environment_yml_pip_section_matches_the_optional_extras():
+    """Extras installed by pip in environment.yml (capymoa) have the bounds pyproject gives them."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    wanted = {str(Requirement(r).name): Requirement(r).specifier for name, reqs in extras.items() if name != "test"
+              for r in reqs}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = [Requirement(r) for dep in env["dependencies"] if isinstance(dep, dict) for r in dep.get("pip", [])]
+    assert pip, "environment.yml has no pip section (the capymoa extra)"
+    for req in pip:
+        assert req.name in wanted, f"{req.name} is in environment.yml's pip section but in no pyproject extra"
+        assert req.specifier == wanted[req.name], f"{req.name}: pyproject {wanted[req.name]} vs {req.specifier}"

@@ -13,7 +13,7 @@ import random
 
 import pandas as pd
 import pytest
-from river import compose, datasets, evaluate, linear_model, metrics, multiclass, preprocessing, stream, tree
+from river import compose, datasets, evaluate, forest, linear_model, metrics, multiclass, preprocessing, stream, tree
 
 import workbench as wb
 
@@ -58,6 +58,18 @@ CASES = {
         river_delay=50,
         moment=None,
         metrics={"accuracy": metrics.Accuracy, "log_loss": metrics.LogLoss, "f1": metrics.F1},
+    ),
+    # River's ARF sets itself up for the features of the first dict it is asked about: a
+    # workbench that probed it with {} before the replay left it with trees that see nothing
+    "phishing-arf-no-delay": dict(
+        source={"kind": "dataset", "name": "Phishing", "n": 600},
+        learner={"model": "river.forest.ARFClassifier", "params": {"n_models": 3, "seed": 1}},
+        river_model=lambda: forest.ARFClassifier(n_models=3, seed=1),
+        data=lambda: itertools.islice(datasets.Phishing(), 600),
+        delay=0,
+        river_delay=None,
+        moment=None,
+        metrics={"accuracy": metrics.Accuracy, "log_loss": metrics.LogLoss},
     ),
     "segments-multiclass-delay-300-events": dict(
         source={"kind": "dataset", "name": "ImageSegments"},

@@ -249,6 +249,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         max_body_bytes=args.max_body_bytes,
         protect_predict=args.protect_predict,
+        max_batch=args.max_batch,
+        read_only=args.read_only,
+        workers=args.workers,
         trust_unsigned=args.trust_unsigned,
         keep=args.keep_checkpoints,
     )
@@ -338,6 +341,11 @@ def add_export_commands(sub, with_db) -> None:
     )
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, metavar="N", help="refuse bodies over N bytes")
     p.add_argument("--protect-predict", action="store_true", help="require the token for /predict too")
+    p.add_argument("--max-batch", type=int, default=1000, metavar="N", help="refuse batches of over N instances")
+    p.add_argument("--read-only", action="store_true", help="serve predictions only: refuse /learn and /rollback")
+    p.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="serve from N processes on one port (needs --read-only)"
+    )
     p.add_argument("--trust-unsigned", action="store_true", help=_TRUST_HELP)
     p.set_defaults(func=cmd_serve)
     add_replica_arguments(p)

@@ -250,6 +250,7 @@ def wire(cfg: config_mod.Config, source, arms: list, dead_letter: DeadLetterSink
         events = with_field_delay(events, delay.value, has_time)
     if watch is not None:
         events = watch(events)
+    events = _schema_to_learners(events, arms)
     # A live or paced stream's events are stepped as they come, never held for a block.
     live = cfg.source.kind == "kafka" or cfg.replay.speed is not None
     runner = Runner(arms, delay, has_time, qa=replay.qa, batch_size=cfg.replay.batch_size,
@@ -257,6 +258,22 @@ def wire(cfg: config_mod.Config, source, arms: list, dead_letter: DeadLetterSink
     if cfg.replay.batch_size > 1:
         events = mini_batches(events, cfg.replay.batch_size, cfg.replay.batch_timeout)
     return replay, runner, events
+
+
+def _schema_to_learners(events: Iterable[Event], arms: list) -> Iterable[Event]:
+    """Learners that read rows in a fixed feature order (CapyMOA's) take it from the replay's
+    schema, read from the first events before the first one reaches them."""
+    takers = [arm.model.use_schema for arm in arms if hasattr(arm.model, "use_schema")]
+    if not takers:
+        return events
+
+    def taken() -> Iterator[Event]:
+        fields, evs = infer_schema(events)
+        for use in takers:
+            use(fields)
+        yield from evs
+
+    return taken()
 
 
 class Replay:

@@ -184,14 +184,18 @@ class Service:
         checkpoint_every: int = 1000,
         trust_unsigned: bool = False,
         keep: int = 10,
+        read_only: bool = False,
         lock: bool = True,
     ):
         self.trust_unsigned = trust_unsigned
+        # a read-only service (serve --read-only, --workers N) predicts only: it shares the state
+        # folder with other read-only ones, never with a learning one, and writes nothing there
+        self.read_only = read_only
         self.bundle = bundle if isinstance(bundle, Bundle) else load(bundle, trust_unsigned)
         self.state_dir = Path(state_dir) if state_dir else self.bundle.path / "state"
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        # one learning server per folder; a server that only predicts (read-only) writes no checkpoint
-        self._lock = _lock(self.state_dir) if lock else None
+        # one learning server per folder; read-only ones share it (they write nothing there)
+        self._lock = _lock(self.state_dir, shared=read_only) if lock else None
         self.checkpoint_every = checkpoint_every
         self.keep = keep  # checkpoints kept in state_dir (the bundle's version is always there)
         self._pruned: list[int] = []  # versions dropped from the list, whose files go next
@@ -268,7 +272,8 @@ class Service:
             self.message += (
                 f"; lost {self.lost_updates:,} updates applied after the last checkpoint"
             )
-        self._write_counter()
+        if not self.read_only:
+            self._write_counter()
 
     def _read_counter(self) -> int:
         raw = os.pread(self._counter, _COUNTER_WIDTH, 0).strip()
@@ -556,12 +561,13 @@ class Service:
             os.close(self._lock)
 
 
-def _lock(state_dir: Path) -> int:
+def _lock(state_dir: Path, shared: bool = False) -> int:
     """Hold ``state_dir/lock`` while serving: a second server on the same folder would write
-    over the first one's checkpoints and update counter. The lock goes with the process."""
+    over the first one's checkpoints and update counter. The lock goes with the process.
+    Read-only servers hold it ``shared``: they write nothing, so they exclude only a writer."""
     fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
         os.close(fd)

@@ -1,8 +1,9 @@
 """Resolve dotted names like ``river.linear_model.LogisticRegression`` — from an allow-list only.
 
 A config must never import arbitrary code: only names under ``river.``, ``sklearn.``,
-``workbench.`` and the packages registered in the ``workbench.learners`` entry-point group
-resolve, and only to a *class of the expected kind defined in one of those packages*:
+``workbench.``, ``capymoa.`` (the optional MOA backend, workbench.learners.capymoa) and the
+packages registered in the ``workbench.learners`` entry-point group resolve, and only to a
+*class of the expected kind defined in one of those packages*:
 
 - the walk goes through modules of the allowed packages only: an attribute that is a module
   from elsewhere (``workbench.sources.kafka_dump.glob.os``) ends it;
@@ -26,7 +27,7 @@ from typing import Any
 
 from workbench.errors import ConfigError
 
-BUILTIN_ROOTS = ("river", "sklearn", "workbench")
+BUILTIN_ROOTS = ("river", "sklearn", "workbench", "capymoa")
 ENTRY_POINT_GROUP = "workbench.learners"
 
 
@@ -57,6 +58,13 @@ DRIFT_DETECTOR = Kind(
     ("river.base.DriftDetector", "river.base.BinaryDriftDetector"),
     (),
     "river.drift.ADWIN, river.drift.PageHinkley, river.drift.KSWIN, river.drift.binary.DDM",
+)
+# CapyMOA's learners backed by MOA (its scikit-learn and PyTorch wrappers have no MOA learner)
+CAPYMOA_CLASSIFIER = Kind(
+    "a CapyMOA classifier backed by MOA", ("capymoa.base.MOAClassifier",), (), "capymoa.classifier.HoeffdingTree"
+)
+CAPYMOA_REGRESSOR = Kind(
+    "a CapyMOA regressor backed by MOA", ("capymoa.base.MOARegressor",), (), "capymoa.regressor.FIMTDD"
 )
 METRIC = Kind("a River metric", ("river.metrics.base.Metric",), (), "river.metrics.Accuracy")
 #: a model's parameter that is itself a component (an optimizer, a loss, a nested estimator)

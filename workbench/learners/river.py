@@ -42,7 +42,12 @@ def instantiate(spec: ModelSpec, key: str, kind: Kind = COMPONENT, name_key: str
 
 def build(config: LearnerConfig, task: str, key: str, fields: list[dict[str, Any]] | None = None) -> base.Estimator:
     """The learner's River pipeline, checked against the stream's task and (when known) the
-    feature schema ``fields`` of its first events, which ``preprocessing: auto`` is made from."""
+    feature schema ``fields`` of its first events, which ``preprocessing: auto`` is made from.
+    A ``capymoa.`` model is built by workbench.learners.capymoa."""
+    if config.model.strip().startswith("capymoa."):
+        from workbench.learners import capymoa
+
+        return capymoa.build(config, task, key, fields)
     model = instantiate(ModelSpec(config.model, config.params), key, RIVER_ESTIMATOR)
     if config.preprocessing == AUTO:
         if fields is None:
