@@ -103,7 +103,7 @@ def test_no_chain_runs_from_any_key(tmp_path, monkeypatch, chain, where):
         ("sklearn.utils._testing.os.system", "'_testing' is not a public name"),
         ("workbench.cli.main", "is a function, not a class: expected a River estimator"),
         ("workbench.learners.registry.importlib.import_module", "is the module 'importlib'"),
-        ("workbench.experiment.Path", "it is pathlib.Path, defined outside river, sklearn, workbench"),
+        ("workbench.experiment.Path", "it is pathlib.Path, defined outside capymoa, river, sklearn, workbench"),
         ("river.linear_model.LogisticRegression.learn_one", "river.linear_model.LogisticRegression is not a module"),
         ("workbench.learners.batch.BatchLearner", "is not a River estimator"),
         ("river.stream.iter_csv", "is a function, not a class"),

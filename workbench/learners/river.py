@@ -70,8 +70,11 @@ def build(config: LearnerConfig, task: str, key: str, fields: list[dict[str, Any
 
 def gives_proba(model: base.Estimator) -> bool:
     """Whether a model gives class probabilities (River's base classifier raises otherwise)."""
+    # Asked of an untrained twin: an untrained model may set itself up on the first question
+    # (River's ARF builds its trees for the features of the dict it is shown, here none).
+    probe = model.clone() if isinstance(model, base.Estimator) else model
     try:
-        model.predict_proba_one({})
+        probe.predict_proba_one({})
     except (AttributeError, NotImplementedError):  # a regressor (a pipeline has the method anyway)
         return False
     except Exception:  # an untrained model may fail on an empty dict for other reasons
