@@ -3,9 +3,9 @@
 DuckDB lets one process write a file and no other process open it meanwhile, not even
 read-only ("Conflicting lock"). So a replay's writer publishes a *read snapshot* next to the
 file (``runs/workbench.duckdb.snapshot``): a consistent copy, taken between two batches and
-swapped in atomically, that other processes open read-only. The writer takes one as soon as
-the run is in, then at most once a second while someone reads (a reader says so by touching
-``….snapshot-wanted``), and removes both files when the run ends. A reader never blocks the
+swapped in atomically, that other processes open read-only. The writer takes one only when a
+reader asks (by touching ``….snapshot-wanted``), at most once a second, so a replay nobody
+watches never copies the file; it removes both files when the run ends. A reader never blocks the
 replay, and sees the record as of at most about a second before it asked.
 """
 
@@ -40,17 +40,15 @@ class Publisher:
         # descriptor of the file: so the file is opened once, read through this descriptor,
         # and closed only after DuckDB has closed it (close()).
         self._fd = os.open(path, os.O_RDONLY)
-        self.maybe()  # the first one at once: a reader can tell a replay holds the file
 
     def maybe(self) -> None:
         now = time.time()
-        if self.last is not None:
-            try:
-                asked = self.wanted.stat().st_mtime
-            except FileNotFoundError:
-                return
-            if now - self.last < EVERY or now - asked > READERS_GONE:
-                return
+        try:
+            asked = self.wanted.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if now - asked > READERS_GONE or (self.last is not None and now - self.last < EVERY):
+            return
         self.last = now
         try:
             self.con.execute("CHECKPOINT")  # everything in the file itself, nothing in the WAL
@@ -77,24 +75,23 @@ def connect(path: str) -> duckdb.DuckDBPyConnection | None:
     keeps up."""
     snapshot, wanted = _paths(path)
     asked = time.time()
-    while not snapshot.exists():  # a replay that has just opened the file publishes at once
-        if time.time() > asked + WAIT:
-            return None
-        time.sleep(0.05)
     try:
         published = snapshot.stat().st_mtime
     except FileNotFoundError:
-        return None
-    if asked - published > EVERY:
+        published = None
+    if published is None or asked - published > EVERY:
         wanted.touch()
         deadline = asked + WAIT
         while time.time() < deadline:
             time.sleep(0.05)
             try:
-                if snapshot.stat().st_mtime > published:
+                if published is None or snapshot.stat().st_mtime > published:
+                    published = snapshot.stat().st_mtime
                     break
-            except FileNotFoundError:  # the run has ended: the file itself is free again
-                return None
+            except FileNotFoundError:  # none yet, or the run has ended and removed it
+                continue
+        if published is None:  # no replay answered: whoever holds the file is not one
+            return None
     try:
         return duckdb.connect(str(snapshot), read_only=True)
     except duckdb.IOException:  # removed as the run ended
