@@ -16,7 +16,7 @@ from conftest import agrawal_config
 import workbench as wb
 from workbench.dashboards.app import Dashboard
 
-N = 40_000
+N = 100_000  # long enough that a second `workbench` process starts and reads before the end
 
 
 def test_runs_connect_and_the_dashboard_read_while_another_process_replays(tmp_path):
@@ -54,7 +54,8 @@ def test_runs_connect_and_the_dashboard_read_while_another_process_replays(tmp_p
                         text=True,
                     )
                     assert out.returncode == 0, out.stderr
-                    listed.append(out.stdout)
+                    if replay.poll() is None:  # it read while the replay was still writing
+                        listed.append(out.stdout)
             time.sleep(0.2)
         output = replay.stdout.read()
     finally:

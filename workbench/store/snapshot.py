@@ -91,6 +91,7 @@ def connect(path: str) -> duckdb.DuckDBPyConnection | None:
             except FileNotFoundError:  # none yet, or the run has ended and removed it
                 continue
         if published is None:  # no replay answered: whoever holds the file is not one
+            wanted.unlink(missing_ok=True)
             return None
     try:
         return duckdb.connect(str(snapshot), read_only=True)
