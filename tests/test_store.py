@@ -189,8 +189,11 @@ def test_reading_while_the_same_process_writes(db):
             from river.datasets import synth
 
             for i, pair in enumerate(synth.SEA(seed=1)):
-                if i == 20_000:
-                    seen.append(len(wb.connect(str(db)).runs()))
+                if i == 20_000:  # the writer thread records the run as it starts: give it a moment
+                    deadline = time.monotonic() + 10
+                    while not (n := len(wb.connect(str(db)).runs())) and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    seen.append(n)
                 if i == 25_000:
                     return
                 yield pair

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -157,7 +158,17 @@ ADDED = {"runs": {"pid": "BIGINT", "host": "VARCHAR"}}
 
 def create(con: duckdb.DuckDBPyConnection) -> None:
     """Create the tables (and columns) a database does not have yet, then mark the runs whose
-    process is gone as crashed (``reconcile``)."""
+    process is gone as crashed (``reconcile``). One connection at a time in a process: a
+    notebook's reader and its replay's writer thread share DuckDB's instance, and two concurrent
+    CREATEs of one table are a write-write conflict."""
+    with _CREATING:
+        _create(con)
+
+
+_CREATING = threading.Lock()
+
+
+def _create(con: duckdb.DuckDBPyConnection) -> None:
     have: dict[str, set[str]] = {}
     # (the WHERE spares DuckDB listing its system catalog: ~4x cheaper)
     query = "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'main'"
