@@ -19,9 +19,9 @@ from river import base, compose, datasets, linear_model, metrics, preprocessing,
 from river.datasets import synth
 
 import workbench as wb
+from workbench.columns import frame
 from workbench.evaluation.metrics import names_for
 from workbench.events import make_event
-from workbench.replay.batching import frame
 from workbench.replay.labels import Delay
 from workbench.runner import Runner, make_arm
 from workbench.store.writer import Labels, steps_table

@@ -241,23 +241,58 @@ def wire(cfg: config_mod.Config, source, arms: list, dead_letter: DeadLetterSink
          watch: Callable[[Iterable[Event]], Iterable[Event]] | None = None):
     """The replay stage wired to a runner over ``arms``: ``(replay, runner, events)``, where
     ``runner.run(events)`` replays the stream in the order a live system saw it. ``watch`` sees
-    each event before mini-batching. ``run`` and ``workbench verify-bundle`` both replay this way."""
+    each event before mini-batching (only the first ones when the batches come as columns:
+    ``_columnar``). ``run`` and ``workbench verify-bundle`` both replay this way."""
     has_time = cfg.source.time is not None
     delay = parse_delay(cfg.replay.label_delay, has_time)
     replay = Replay(cfg, source, dead_letter)
+    # A live or paced stream's events are stepped as they come, never held for a block.
+    live = cfg.source.kind == "kafka" or cfg.replay.speed is not None
+    runner = Runner(arms, delay, has_time, qa=replay.qa, batch_size=cfg.replay.batch_size,
+                    block=1 if live else BLOCK)
+    if _columnar(cfg, source, arms):
+        return replay, runner, _columnar_batches(source.mini_batches(dead_letter, cfg.replay.batch_size), watch)
     events: Iterable[Event] = replay.events()
     if delay.kind == "field":
         events = with_field_delay(events, delay.value, has_time)
     if watch is not None:
         events = watch(events)
     events = _schema_to_learners(events, arms)
-    # A live or paced stream's events are stepped as they come, never held for a block.
-    live = cfg.source.kind == "kafka" or cfg.replay.speed is not None
-    runner = Runner(arms, delay, has_time, qa=replay.qa, batch_size=cfg.replay.batch_size,
-                    block=1 if live else BLOCK)
     if cfg.replay.batch_size > 1:
         events = mini_batches(events, cfg.replay.batch_size, cfg.replay.batch_timeout)
     return replay, runner, events
+
+
+def _columnar(cfg: config_mod.Config, source, arms: list) -> bool:
+    """Whether the mini-batches come straight from the source's columns (a file's Arrow
+    batches): fixed-size batches (no timeout, no pacing), and nothing that reads every event
+    before the runner (feature drift) or the schema before the first (a CapyMOA learner)."""
+    replay = cfg.replay
+    return (
+        replay.batch_size > 1
+        and replay.batch_timeout is None
+        and replay.speed is None
+        and hasattr(source, "mini_batches")
+        and not any(d.features is not None for d in cfg.drift)
+        and not any(hasattr(arm.model, "use_schema") for arm in arms)
+    )
+
+
+def _columnar_batches(batches: Iterator, watch: Callable[[Iterable[Event]], Iterable[Event]] | None) -> Iterator:
+    """The batches, after ``watch`` has seen the events of the first ones: without feature
+    drift it reads the schema from the first events and passes the rest on unchanged, so the
+    other batches keep their columns and never make their events."""
+    if watch is None:
+        return batches
+    seen: list = []
+
+    def events() -> Iterator[Event]:
+        for batch in batches:
+            seen.append(batch)
+            yield from batch if isinstance(batch, list) else batch.events
+
+    watch(events())
+    return itertools.chain(seen, batches)
 
 
 def _schema_to_learners(events: Iterable[Event], arms: list) -> Iterable[Event]:

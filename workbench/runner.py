@@ -14,14 +14,13 @@ from operator import eq, itemgetter, neg, sub
 from time import perf_counter, perf_counter_ns
 
 import numpy as np
-import pandas as pd
 from river import base, metrics
 
+from workbench.columns import Columns
 from workbench.errors import ConfigError
 from workbench.evaluation.metrics import make as make_metric
 from workbench.events import Event, StepBatch
 from workbench.learners.river import gives_proba
-from workbench.replay.batching import frame
 from workbench.replay.labels import Delay, questions_and_answers
 from workbench.versioning import Checkpoint, snapshot
 
@@ -240,26 +239,24 @@ class Arm:
     def _predict_many_name(self) -> str:
         return self.predict_method.replace("_one", "_many")
 
-    def step_many(self, seq: int, evs: list[Event]) -> None:
+    def step_many(self, seq: int, batch: Columns) -> None:
         """Predict a mini-batch, then learn it; each event's timings are the batch's shares.
 
         The batch is scored and logged as columns (numpy and C), or step by step for an arm
         with a supervisor, which looks at every step."""
-        X = frame(list(map(_first, evs)))
-        ys = list(map(_second, evs))
+        X, ys = batch.frame(), batch.ys
         t0 = perf_counter_ns()
         preds = getattr(self.model, self._predict_many_name)(X)
         t1 = perf_counter_ns()
-        self.model.learn_many(X, pd.Series(ys))
+        self.model.learn_many(X, batch.labels())
         t2 = perf_counter_ns()
-        n = len(evs)
+        n = len(ys)
         predict_ns = np.full(n, (t1 - t0) // n, dtype=np.int64)
         learn_ns = np.full(n, (t2 - t1) // n, dtype=np.int64)
-        times = list(map(_third, evs))
         if self.by_block:
-            self._log_many(seq, ys, times, preds, predict_ns, learn_ns)
+            self._log_many(seq, ys, batch.times, preds, predict_ns, learn_ns)
         else:
-            Arm._log_block(self, seq, ys, times, self._many_rows(preds), predict_ns, learn_ns)
+            Arm._log_block(self, seq, ys, batch.times, self._many_rows(preds), predict_ns, learn_ns)
 
     def _many_rows(self, preds) -> list:
         """A *_many answer as the *_one answers it stands for."""
@@ -528,20 +525,24 @@ class Runner:
                 for seq, ev in enumerate(block, n):
                     arm.step(seq, ev)
 
-    def _batched(self, batches: Iterable[list[Event]]) -> Iterator[list[StepBatch]]:
-        """Mini-batches (labels known at once): *_many where a learner has them, else one by one."""
+    def _batched(self, batches: Iterable[list[Event] | Columns]) -> Iterator[list[StepBatch]]:
+        """Mini-batches (labels known at once): *_many where a learner has them, else one by
+        one. A batch is a list of events or, from a columnar source, ``Columns``, whose events
+        are made only for an arm that steps through them."""
         arms, n = self.arms, 0
         try:
-            for evs in batches:
+            for batch in batches:
+                if not isinstance(batch, Columns):
+                    batch = Columns.of(batch)
                 for arm in arms:
                     if arm.batched:
-                        arm.step_many(n, evs)
+                        arm.step_many(n, batch)
                     elif arm.by_block:
-                        arm.step_block(n, evs)
+                        arm.step_block(n, batch.events)
                     else:
-                        for i, ev in enumerate(evs):
+                        for i, ev in enumerate(batch.events):
                             arm.step(n + i, ev)
-                n += len(evs)
+                n += len(batch)
                 self.n_events = n
                 if len(arms[0].batch) >= FLUSH_ROWS:
                     yield self.take()

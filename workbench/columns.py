@@ -1,0 +1,125 @@
+"""A mini-batch as columns: the frame and Series River's ``*_many`` take, made from events'
+dicts or straight from a columnar source (a file's Arrow batches), the same either way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from itertools import chain
+from operator import itemgetter
+
+import numpy as np
+import pandas as pd
+
+from workbench.events import Event
+
+_xs, _ys, _times = itemgetter(0), itemgetter(1), itemgetter(2)  # an Event's x, y, time
+
+
+class Columns:
+    """A mini-batch as columns: what ``*_many`` learners take (``frame()``, ``labels()``) and
+    what scoring and logging read (``ys``, ``times``).
+
+    Made from a list of events (``Columns.of``) or straight from a columnar source (a file's
+    Arrow batches: ``matrix`` holds the float features, ``labels`` the target as numpy), whose
+    ``events`` are then made only if something asks for them (an arm without ``*_many``, the
+    schema of the first events). Either way a learner sees the same frame and Series.
+    """
+
+    def __init__(
+        self,
+        ys: list,
+        times: list,
+        make_events: Callable[[], list[Event]],
+        names: pd.Index | None = None,
+        matrix: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+    ):
+        self.ys, self.times = ys, times
+        self._make_events, self._names, self._matrix, self._labels = make_events, names, matrix, labels
+
+    @classmethod
+    def of(cls, events: list[Event]) -> Columns:
+        """The columns of a list of events (which are kept as they are)."""
+        batch = cls(list(map(_ys, events)), list(map(_times, events)), lambda: events)
+        batch.__dict__["events"] = events
+        return batch
+
+    @cached_property
+    def events(self) -> list[Event]:
+        return self._make_events()
+
+    def __len__(self) -> int:
+        return len(self.ys)
+
+    def __getitem__(self, rows: slice) -> Columns:
+        """Some rows (a slice), sharing this batch's columns and, once made, its events."""
+        matrix, labels = self._matrix, self._labels
+        return Columns(
+            self.ys[rows],
+            self.times[rows],
+            lambda: self.events[rows],
+            self._names,
+            None if matrix is None else matrix[rows],
+            None if labels is None else labels[rows],
+        )
+
+    @classmethod
+    def concat(cls, parts: list[Columns]) -> Columns:
+        """The rows of ``parts`` in turn: one matrix if they all have one of the same features."""
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        same = all(p._matrix is not None and p._names is first._names for p in parts)
+        labels = [p._labels for p in parts]
+        plain = all(a is not None and a.dtype == labels[0].dtype for a in labels)
+        return cls(
+            list(chain.from_iterable(p.ys for p in parts)),
+            list(chain.from_iterable(p.times for p in parts)),
+            lambda: list(chain.from_iterable(p.events for p in parts)),
+            first._names if same else None,
+            np.concatenate([p._matrix for p in parts]) if same else None,
+            np.concatenate(labels) if plain else None,
+        )
+
+    def frame(self) -> pd.DataFrame:
+        """The features as ``frame`` makes them from the events' dicts: a new frame (over its own
+        column-major matrix) at every call, so that no learner sees what another did to its frame."""
+        if self._matrix is None:
+            return frame(list(map(_xs, self.events)))
+        return pd.DataFrame(self._matrix.copy(order="F"), columns=self._names, copy=False)
+
+    def labels(self) -> pd.Series:
+        """The targets as ``pd.Series(ys)`` makes them."""
+        return pd.Series(self.ys) if self._labels is None else pd.Series(self._labels)
+
+
+def float_matrix(columns: list[np.ndarray]) -> np.ndarray:
+    """Float columns as the one column-major float64 matrix ``frame`` builds from the same values."""
+    matrix = np.empty((len(columns[0]), len(columns)), dtype=np.float64, order="F")
+    for j, column in enumerate(columns):
+        matrix[:, j] = column
+    return matrix
+
+
+def frame(xs: list[dict]) -> pd.DataFrame:
+    """The features of a mini-batch as River's ``*_many`` take them: ``DataFrame.from_records``.
+
+    When every event has the same float features in the same order (a file or a numeric
+    stream), the frame is one float64 matrix filled in C: ~0.02 µs a value instead of pandas'
+    ~0.2 µs of inference per value. Anything else (missing or reordered features, ints,
+    strings, None) goes through pandas. A column whose first value is a float is read as
+    float64, as pandas reads floats mixed with ints.
+    """
+    names = tuple(xs[0])
+    if names and all(type(v) is float for v in xs[0].values()) and all(map(names.__eq__, map(tuple, xs))):
+        try:
+            values = np.fromiter(chain.from_iterable(map(dict.values, xs)), np.float64, len(xs) * len(names))
+        except (TypeError, ValueError):
+            pass
+        else:
+            # column-major, as pandas lays out from_records' columns: a model's numpy sums then
+            # run in the same order, to the last bit
+            matrix = np.asfortranarray(values.reshape(len(xs), len(names)))
+            return pd.DataFrame(matrix, columns=list(names), copy=False)
+    return pd.DataFrame.from_records(xs)
