@@ -116,9 +116,9 @@ def test_the_columns_path_is_taken_and_makes_no_events(tmp_path, db, monkeypatch
 
     monkeypatch.setattr(FileSource, "_events", counted)
     wb.run(config(path, 250), db=db, progress=False)
-    # the first Arrow batch, twice: for the preprocessing check's schema (a second opening of
-    # the file, before the run) and for the run's recorded schema (its first 200 events)
-    assert made == [700, 700]
+    # the first Arrow batch for the preprocessing check's schema (a second opening of the file,
+    # before the run), then the first mini-batch for the run's recorded schema (200 events)
+    assert made == [700, 250]
 
 
 def test_refused_rows_missing_values_and_times_give_the_same_steps(tmp_path, db, monkeypatch, small_arrow_batches):
@@ -160,17 +160,21 @@ def test_int_features_and_labels_are_framed_as_pandas_frames_their_dicts(tmp_pat
     assert_same_runs(columnar, events)
 
 
-def columns_of(table: pa.Table, size: int) -> list[Columns]:
-    path = write(table, Path(pytest.importorskip("tempfile").mkdtemp()) / "t.parquet")
+def columns_of(table: pa.Table, size: int, tmp_path: Path) -> list[Columns]:
+    """The file's mini-batches; their events (made batch by batch, from slices of the Arrow
+    batches) are exactly the events the file source yields."""
+    path = write(table, tmp_path / "t.parquet")
     source = FileSource(SourceConfig(kind="file", path=str(path), target="y"))
-    return list(source.mini_batches(lambda dead: None, size))
+    batches = list(source.mini_batches(lambda dead: None, size))
+    assert [ev for batch in batches for ev in batch.events] == list(source.events(lambda dead: None))
+    return batches
 
 
-def test_a_column_frame_is_the_frame_of_the_events_dicts_to_the_last_bit(monkeypatch, small_arrow_batches):
+def test_a_column_frame_is_the_frame_of_the_events_dicts_to_the_last_bit(tmp_path, small_arrow_batches):
     """The same values, dtypes, names and column-major layout; so River's models learn exactly
     the same from both (numpy sums run in the same order)."""
     table = hyperplane_table(1_500)
-    batches = columns_of(table, 400)
+    batches = columns_of(table, 400, tmp_path)
     assert [len(b) for b in batches] == [400, 400, 400, 300]
     for batch in batches:
         from_arrow, from_dicts = batch.frame(), frame([ev.x for ev in batch.events])
@@ -193,8 +197,8 @@ def test_a_column_frame_is_the_frame_of_the_events_dicts_to_the_last_bit(monkeyp
     assert all(not math.isnan(w) for w in weights[0].values())
 
 
-def test_every_frame_is_a_learners_own(monkeypatch, small_arrow_batches):
-    batch = columns_of(hyperplane_table(500), 250)[0]
+def test_every_frame_is_a_learners_own(tmp_path, small_arrow_batches):
+    batch = columns_of(hyperplane_table(500), 250, tmp_path)[0]
     first = batch.frame()
     first.iloc[:, :] = 0.0
     assert (batch.frame().to_numpy() != 0.0).all()

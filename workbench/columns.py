@@ -30,38 +30,45 @@ class Columns:
         self,
         ys: list,
         times: list,
-        make_events: Callable[[], list[Event]],
+        make_events: Callable[[int, int], list[Event]],
         names: pd.Index | None = None,
         matrix: np.ndarray | None = None,
         labels: np.ndarray | None = None,
+        rows: range | None = None,
     ):
+        """``make_events(start, stop)`` makes the events of rows ``start:stop`` of the source's
+        batch; ``rows`` are this batch's rows in it (default: all of them)."""
         self.ys, self.times = ys, times
         self._make_events, self._names, self._matrix, self._labels = make_events, names, matrix, labels
+        self._rows = range(len(ys)) if rows is None else rows
 
     @classmethod
     def of(cls, events: list[Event]) -> Columns:
         """The columns of a list of events (which are kept as they are)."""
-        batch = cls(list(map(_ys, events)), list(map(_times, events)), lambda: events)
+        batch = cls(list(map(_ys, events)), list(map(_times, events)), lambda start, stop: events[start:stop])
         batch.__dict__["events"] = events
         return batch
 
     @cached_property
     def events(self) -> list[Event]:
-        return self._make_events()
+        return self._make_events(self._rows.start, self._rows.stop)
 
     def __len__(self) -> int:
         return len(self.ys)
 
     def __getitem__(self, rows: slice) -> Columns:
-        """Some rows (a slice), sharing this batch's columns and, once made, its events."""
-        matrix, labels = self._matrix, self._labels
+        """Some rows (a slice): views of this batch's columns; their events are made alone, or
+        sliced from this batch's once it has made them."""
+        matrix, labels, made = self._matrix, self._labels, self.__dict__.get("events")
+        first = self._rows.start
         return Columns(
             self.ys[rows],
             self.times[rows],
-            lambda: self.events[rows],
+            self._make_events if made is None else lambda start, stop: made[start - first : stop - first],
             self._names,
             None if matrix is None else matrix[rows],
             None if labels is None else labels[rows],
+            self._rows[rows],
         )
 
     @classmethod
@@ -76,7 +83,7 @@ class Columns:
         return cls(
             list(chain.from_iterable(p.ys for p in parts)),
             list(chain.from_iterable(p.times for p in parts)),
-            lambda: list(chain.from_iterable(p.events for p in parts)),
+            lambda start, stop: list(chain.from_iterable(p.events for p in parts))[start:stop],
             first._names if same else None,
             np.concatenate([p._matrix for p in parts]) if same else None,
             np.concatenate(labels) if plain else None,

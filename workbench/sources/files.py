@@ -24,6 +24,8 @@ from workbench.events import DeadLetter, Event, TrueDrift, make_event, non_finit
 from workbench.sources.base import DeadLetterSink, has_non_finite
 
 BATCH_ROWS = 16_384
+#: rows made into events at a time: whoever reads only the first events (the schema) waits for no more
+EVENT_ROWS = 1024
 FORMATS = ("csv", "parquet", "jsonl")
 # Integer targets with more distinct values than this are taken as a regression target.
 MAX_CLASSES = 20
@@ -165,7 +167,8 @@ class FileSource:
 
     def events(self, dead_letter: DeadLetterSink) -> Iterator[Event]:
         for batch, line, clean in self._read():
-            yield from self._events(batch, line, clean, dead_letter)
+            for start in range(0, batch.num_rows, EVENT_ROWS):
+                yield from self._events(batch.slice(start, EVENT_ROWS), line + start, clean, dead_letter)
 
     def _events(self, batch: pa.RecordBatch, line: int, clean: bool, dead_letter: DeadLetterSink) -> Iterator[Event]:
         cfg, names = self.config, self.feature_names
@@ -221,7 +224,7 @@ class FileSource:
         return Columns(
             _values(target),
             self._times(batch.column(cfg.time)) if cfg.time else [None] * batch.num_rows,
-            lambda: list(self._events(batch, line, True, None)),
+            lambda start, stop: list(self._events(batch.slice(start, stop - start), line + start, True, None)),
             names,
             matrix,
             target.to_numpy(zero_copy_only=False) if plain else None,
