@@ -76,11 +76,14 @@ def _matrix_updater(metric: metrics.base.Metric) -> Callable[[list, tuple, np.nd
         p = values[:, j] if j is not None else np.zeros(len(ys))
         p = np.maximum(np.minimum(p, 1 - 1e-15), 1e-15)
         p = np.where(np.fromiter(map(bool, ys), bool, len(ys)), p, 1 - p)
+        # stats.Mean.update(x) with w = 1, in order: n += 1; m += (1 / n) * (x - m). The counts
+        # and their reciprocals in numpy (whole numbers, one correctly rounded division: the same
+        # floats), the running mean in Python, the one step that depends on the one before.
         n, m = mean.n, mean._mean
-        for x in map(neg, map(log, p.tolist())):  # stats.Mean.update(x), w = 1
-            n += 1.0
-            m += (1.0 / n) * (x - m)
-        mean.n, mean._mean = n, m
+        shares = (1.0 / (np.arange(len(ys), dtype=np.float64) + (n + 1.0))).tolist()
+        for x, share in zip(map(neg, map(log, p.tolist())), shares, strict=True):
+            m += share * (x - m)
+        mean.n, mean._mean = n + len(ys), m
 
     return update
 
