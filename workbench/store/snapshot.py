@@ -30,7 +30,7 @@ def _paths(path: str) -> tuple[Path, Path]:
 
 
 class Publisher:
-    """The writer's side: ``maybe()`` between batches publishes a snapshot when one is due."""
+    """The writer's side: between batches, ``publish()`` a snapshot when one is ``due()``."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: str):
         self.con = con
@@ -41,15 +41,17 @@ class Publisher:
         # and closed only after DuckDB has closed it (close()).
         self._fd = os.open(path, os.O_RDONLY)
 
-    def maybe(self) -> None:
+    def due(self) -> bool:
+        """Whether a reader asked for a snapshot and the last one is older than EVERY."""
         now = time.time()
         try:
             asked = self.wanted.stat().st_mtime
         except FileNotFoundError:
-            return
-        if now - asked > READERS_GONE or (self.last is not None and now - self.last < EVERY):
-            return
-        self.last = now
+            return False
+        return now - asked <= READERS_GONE and (self.last is None or now - self.last >= EVERY)
+
+    def publish(self) -> None:
+        self.last = time.time()
         try:
             self.con.execute("CHECKPOINT")  # everything in the file itself, nothing in the WAL
             partial = self.snapshot.with_name(f"{self.snapshot.name}.{os.getpid()}.partial")

@@ -13,11 +13,13 @@ import queue
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from workbench.events import DeadLetter, StepBatch, TrueDrift
 from workbench.store import schema, snapshot
@@ -27,6 +29,9 @@ from workbench.versioning import Checkpoint
 WRITER_MEMORY_MB = 64
 #: the write-ahead log size at which DuckDB checkpoints it into the file (its default: 16MB)
 CHECKPOINT_THRESHOLD = "4MB"
+#: steps handed over wait for a whole row group of the writer's file (schema.ROW_GROUP_SIZE:
+#: appended ~2.5x cheaper a row), but no longer than this, in seconds
+STEPS_WAIT = 1.0
 
 
 _MIXED = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError)
@@ -94,12 +99,11 @@ def steps_table(batch: StepBatch, labels: Labels | None = None) -> pa.Table:
     cols = batch.columns()
     times = cols["event_time"]
     y_true, y_pred = (labels or Labels()).text(cols["y_true"], cols["y_pred"])
+    no_times = times.count(None) == len(times) if isinstance(times, list) else False
     return pa.table(
         {
             "seq": pa.array(cols["seq"], pa.int64()),
-            "event_time": _times(times)
-            if any(t is not None for t in times)
-            else pa.nulls(len(times), pa.timestamp("us", tz="UTC")),
+            "event_time": pa.nulls(len(times), pa.timestamp("us", tz="UTC")) if no_times else _times(times),
             "y_true": y_true,
             "y_pred": y_pred,
             "y_proba": pa.array(cols["y_proba"], pa.float64()),
@@ -119,6 +123,10 @@ _INSERT_STEPS = (
 )
 
 
+def _idle() -> None:
+    """The job of a writer with nothing queued: only the checks that follow every job."""
+
+
 def now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -132,6 +140,12 @@ class RunWriter:
         self.n_steps = 0
         self.n_dead_letters = 0
         self.labels = Labels()
+        #: per learner, what its row in ``learners`` sums up: [predictions, labels learned,
+        #: predict ns, predict times, learn ns, learn times], counted as the steps are inserted
+        self._tally: dict[str, list[int]] = {}
+        # per learner, steps converted to Arrow and not yet inserted (the writer thread's own)
+        self._steps: dict[str, list[pa.Table]] = {}
+        self._steps_since: float | None = None  # when the oldest of them was handed over
         self._dead: list[DeadLetter] = []
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=16)
         self._error: BaseException | None = None
@@ -146,18 +160,23 @@ class RunWriter:
 
     # -- the thread ---------------------------------------------------------------------------
     def _open(self) -> None:
-        con = schema.connect(self.path)
-        # One DuckDB thread: the replay needs the other core more than the insert does.
-        con.execute("SET threads = 1")
-        # Written pages are on disk: a small cache keeps the replay's memory flat however long
-        # the stream (by default DuckDB caches them up to 80% of RAM; measured in
-        # benchmarks/kafka_replay_memory.py).
-        con.execute(f"SET memory_limit = '{WRITER_MEMORY_MB}MB'")
-        # Checkpoint the log into the file as it grows, on this thread, rather than most of it
-        # at close, where the replay waits: 100k steps close in ~1/2 the time, for the same CPU.
-        con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
-        schema.create(con)
-        self._publisher = snapshot.Publisher(con, self.path)
+        con = schema.connect_writer(self.path)
+        try:
+            # One DuckDB thread: the replay needs the other core more than the insert does.
+            con.execute("SET threads = 1")
+            # Written pages are on disk: a small cache keeps the replay's memory flat however long
+            # the stream (by default DuckDB caches them up to 80% of RAM; measured in
+            # benchmarks/kafka_replay_memory.py).
+            con.execute(f"SET memory_limit = '{WRITER_MEMORY_MB}MB'")
+            # Checkpoint the log into the file as it grows, on this thread, rather than most of it
+            # at close, where the replay waits: 100k steps close in ~1/2 the time, for the same CPU.
+            con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+            schema.create(con)
+            self._publisher = snapshot.Publisher(con, self.path)
+        except BaseException:
+            con.close()
+            schema.release(self.path)
+            raise
         self._con = con
 
     def _work(self) -> None:
@@ -169,16 +188,24 @@ class RunWriter:
         while True:
             try:
                 job = self._queue.get(timeout=snapshot.EVERY / 4)
-            except queue.Empty:  # idle: a reader may be waiting for a snapshot
-                job = self._publisher.maybe
-            if job is None:
-                return
+            except queue.Empty:  # idle: steps may have waited long enough, a reader for a snapshot
+                job = _idle
             if self._error is None:
                 try:
+                    if job is None:  # the end: every step still waiting goes in
+                        self._insert_steps(whole_groups=False)
+                        return
                     job()
-                    self._publisher.maybe()  # readers in other processes (store/snapshot.py)
+                    due = self._publisher.due()  # readers in other processes (store/snapshot.py)
+                    waited = self._steps_since is not None and time.monotonic() - self._steps_since > STEPS_WAIT
+                    if due or waited:
+                        self._insert_steps(whole_groups=False)
+                    if due:
+                        self._publisher.publish()
                 except BaseException as exc:  # handed to the replay thread at its next call
                     self._error = exc
+            if job is None:
+                return
 
     def _submit(self, job: Callable[[], None]) -> None:
         if self._error is not None:
@@ -239,7 +266,7 @@ class RunWriter:
         for batch in batches:
             if len(batch):
                 self.n_steps += len(batch)
-                self._submit(lambda b=batch: self._insert_steps(b))
+                self._submit(lambda b=batch: self._queue_steps(b))
             self._write_history(batch)
         if self._dead:
             dead, self._dead = self._dead, []
@@ -315,9 +342,42 @@ class RunWriter:
         if alarms:
             self._submit(lambda: self._insert_rows("drift_events", "", alarms))
 
-    def _insert_steps(self, batch: StepBatch) -> None:
-        arrow_steps = steps_table(batch, self.labels)  # noqa: F841 — read by DuckDB's replacement scan
-        self._con.execute(_INSERT_STEPS, {"run_id": self.run_id, "learner": batch.learner})
+    def _queue_steps(self, batch: StepBatch) -> None:
+        """Convert a learner's steps to Arrow now, insert them once whole row groups are in."""
+        self._steps.setdefault(batch.learner, []).append(steps_table(batch, self.labels))
+        if self._steps_since is None:
+            self._steps_since = time.monotonic()
+        self._insert_steps(whole_groups=True)
+
+    def _insert_steps(self, whole_groups: bool) -> None:
+        """Insert the waiting steps: all of them, or each learner's whole row groups."""
+        for learner, tables in self._steps.items():
+            n = sum(t.num_rows for t in tables)
+            take = n - n % schema.ROW_GROUP_SIZE if whole_groups else n
+            if not take:
+                continue
+            try:
+                table = pa.concat_tables(tables)
+            except pa.ArrowInvalid:  # event times as text in one batch, timestamps in another
+                for t in tables:
+                    self._append_steps(learner, t)
+                tables.clear()
+                continue
+            self._append_steps(learner, table.slice(0, take))
+            tables[:] = [table.slice(take)] if take < n else []
+        waiting = any(self._steps.values())
+        if not waiting or not whole_groups:
+            self._steps_since = time.monotonic() if waiting else None
+
+    def _append_steps(self, learner: str, arrow_steps: pa.Table) -> None:
+        self._con.execute(_INSERT_STEPS, {"run_id": self.run_id, "learner": learner})
+        n, tally = arrow_steps.num_rows, self._tally.setdefault(learner, [0] * 6)
+        for i, column in enumerate(("y_pred", "y_true")):
+            tally[i] += n - arrow_steps[column].null_count
+        for i, column in ((2, "predict_ns"), (4, "learn_ns")):
+            values = arrow_steps[column]
+            tally[i] += pc.sum(values).as_py() or 0
+            tally[i + 1] += n - values.null_count
 
     def _insert_dead(self, dead: list[DeadLetter]) -> None:
         arrow_dead = pa.table(  # noqa: F841 — read by DuckDB's replacement scan
@@ -366,8 +426,8 @@ class RunWriter:
     ) -> None:
         """Drain the queue, then record how the run ended. Always closes the connection.
 
-        Per-learner counts and mean latencies are aggregated from the steps here, once, rather
-        than counted in the replay loop.
+        Per-learner counts and mean latencies are summed up from the steps' columns as they are
+        inserted (a query over ``steps`` would scan every run the file holds), not in the replay loop.
         """
         try:
             if self._error is None:
@@ -386,16 +446,10 @@ class RunWriter:
                     raise self._error
                 return
             con = self._con
-            stats = {
-                row[0]: row[1:]
-                for row in con.execute(
-                    "SELECT learner, count(y_pred), count(y_true), avg(predict_us), avg(learn_us) "
-                    "FROM steps WHERE run_id = ? GROUP BY learner",
-                    [self.run_id],
-                ).fetchall()
-            }
             for row in learners:
-                n_pred, n_learned, predict_us, learn_us = stats.get(row["learner"], (0, 0, None, None))
+                n_pred, n_learned, predict_ns, n_predict, learn_ns, n_learn = self._tally.get(row["learner"], [0] * 6)
+                predict_us = predict_ns / n_predict / 1000 if n_predict else None
+                learn_us = learn_ns / n_learn / 1000 if n_learn else None
                 con.execute(
                     "INSERT INTO learners VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
@@ -420,4 +474,5 @@ class RunWriter:
         finally:
             if self._con is not None:
                 self._con.close()
+                schema.release(self.path)
                 self._publisher.close()
