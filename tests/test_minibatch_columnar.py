@@ -202,3 +202,42 @@ def test_every_frame_is_a_learners_own(tmp_path, small_arrow_batches):
     first = batch.frame()
     first.iloc[:, :] = 0.0
     assert (batch.frame().to_numpy() != 0.0).all()
+
+
+def test_batch_size_one_from_a_file_is_the_one_at_a_time_replay(tmp_path, db, monkeypatch):
+    """``batch_size: 1`` is not a mini-batch path at all (River's *_many on one row differs from
+    *_one in the last bits): the steps are exactly those of a replay without ``replay``."""
+    path = write(hyperplane_table(1_200), tmp_path / "h.parquet")
+    one = wb.run(config(path, 1), db=db, progress=False)
+    plain = wb.run({**config(path, 1), "replay": {}}, db=db, progress=False)
+    pd.testing.assert_frame_equal(one.steps().drop(columns=DROP), plain.steps().drop(columns=DROP), check_exact=True)
+    assert one.summary()[["accuracy", "log_loss", "f1"]].equals(plain.summary()[["accuracy", "log_loss", "f1"]])
+    assert plain.steps("lr").y_proba.notna().all()
+
+
+def test_a_regression_target_from_columns_gives_the_same_steps(tmp_path, db, monkeypatch, small_arrow_batches):
+    table = hyperplane_table(1_600)
+    target = pa.array(np.asarray(table.column("x0")) * 3.0 - np.asarray(table.column("x1")))
+    path = write(table.set_column(table.schema.get_field_index("y"), "y", target), tmp_path / "r.parquet")
+    cfg = {
+        "name": "regression",
+        "source": {"kind": "file", "path": str(path), "target": "y"},
+        "learners": [
+            {
+                "name": "lr",
+                "model": "river.linear_model.LinearRegression",
+                "preprocessing": ["river.preprocessing.StandardScaler"],
+            }
+        ],
+        "replay": {"batch_size": 150},
+        "metrics": ["mae", "rmse"],
+    }
+    columnar, events = both_ways(cfg, db, monkeypatch)
+    pd.testing.assert_frame_equal(
+        columnar.steps().drop(columns=DROP), events.steps().drop(columns=DROP), check_exact=True
+    )
+    assert columnar.summary()[["mae", "rmse"]].equals(events.summary()[["mae", "rmse"]])
+    assert (
+        columnar.store.checkpoint_state(columnar.id, "lr")["state"]
+        == events.store.checkpoint_state(events.id, "lr")["state"]
+    )
