@@ -230,3 +230,50 @@ def test_rolling_metrics_river_computes_match_river_rolling(db):
         assert lr.value.tolist() == pytest.approx([values[s] for s in lr.seq])
     with pytest.raises(wb.WorkbenchError, match="rolling metric 'mae' is not available for this binary run"):
         run.rolling("mae")
+
+
+def test_steps_go_in_whole_row_groups(db):
+    """The writer appends each learner's steps in whole DuckDB row groups (the cheap way in:
+    straight to the file, compressed), the last part of the run in one piece at the end."""
+    from workbench.store.schema import ROW_GROUP_SIZE
+
+    n = 2 * ROW_GROUP_SIZE + 1000
+    run = wb.run({**agrawal_config(n=n), "learners": agrawal_config()["learners"][:1]}, db=db, progress=False)
+    with duckdb.connect(str(db), read_only=True) as con:
+        sizes = [
+            count
+            for (count,) in con.execute(
+                "SELECT count(*) FROM steps WHERE run_id = ? GROUP BY seq // ? ORDER BY 1 DESC",
+                [run.id, ROW_GROUP_SIZE],
+            ).fetchall()
+        ]
+        groups = con.execute(
+            "SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('steps') WHERE segment_type = 'BIGINT'"
+        ).fetchone()[0]
+    assert sizes == [ROW_GROUP_SIZE, ROW_GROUP_SIZE, 1000]
+    assert groups == 3  # not ~16 groups of 8,192-step appends checkpointed from the log
+    # the learners row is summed up as the steps go in: the same as the steps say
+    summary, steps = run.summary().iloc[0], run.steps("lr")
+    assert summary.labelled == n
+    assert summary.predict_us == pytest.approx(steps.predict_us.mean(), rel=1e-4)
+    assert summary.learn_us == pytest.approx(steps.learn_us.mean(), rel=1e-4)
+
+
+@pytest.mark.parametrize("name", ["it's a \"db\" é.duckdb", "spaces and; semicolons.duckdb"])
+def test_hostile_database_names(tmp_path, name):
+    db = tmp_path / name
+    first = wb.run(agrawal_config(n=500), db=db, progress=False)
+    second = wb.run(agrawal_config(n=500), db=db, progress=False)
+    assert {first.id, second.id} <= set(wb.connect(str(db)).runs().run_id)
+    assert len(second.steps()) == 1000
+
+
+def test_a_plain_connection_open_in_the_process_is_shared_by_the_replay(db):
+    """A notebook holding duckdb.connect(db) open does not stop its own replay."""
+    wb.run(agrawal_config(n=200), db=db, progress=False)
+    held = duckdb.connect(str(db))
+    try:
+        run = wb.run(agrawal_config(n=500), db=db, progress=False)
+        assert held.execute("SELECT count(*) FROM steps WHERE run_id = ?", [run.id]).fetchone()[0] == 1000
+    finally:
+        held.close()

@@ -313,7 +313,10 @@ class ProbaClassifierArm(Arm):
             if wants_proba and probas is None:
                 probas = list(map(dict, map(zip, repeat(classes), values.tolist())))
             update(ys, probas if wants_proba else y_pred)
-        self._columns(seq, ys, times, y_pred, values[rows, best], list(map(eq, y_pred, ys)), loss, predict_ns, learn_ns)
+        # y_pred == y exactly where the label is the predicted class's key (a dict finds the
+        # key equal to the label: True for a label of 1, as Python's == says)
+        correct = best == where
+        self._columns(seq, ys, times, y_pred, values[rows, best], correct, loss, predict_ns, learn_ns)
         return True
 
     def _unanswered(self, proba) -> tuple:
