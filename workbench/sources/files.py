@@ -194,21 +194,24 @@ class FileSource:
         """The events of ``events`` cut as ``batching.mini_batches`` cuts them (``size`` at a time,
         the same batches), as ``Columns``: straight from Arrow for clean rows, their events made
         only if asked for; from the events of an Arrow batch with a refused row."""
-        parts: collections.deque[Columns] = collections.deque()
-        held = 0
+        filling: list[Columns] = []  # the parts of the next batch
+        wanted = size  # rows it still needs
         names = pd.Index(self.feature_names)  # one for every frame: pandas builds it in ~14 µs
         for batch, line, clean in self._read():
             if clean:
                 part = self._columns(batch, line, names)
             else:
                 part = Columns.of(list(self._events(batch, line, False, dead_letter)))
-            parts.append(part)
-            held += len(part)
-            while held >= size:
-                yield Columns.concat(_take(parts, size))
-                held -= size
-        if held:
-            yield Columns.concat(list(parts))
+            start = 0  # each batch a slice of the part (a slice of its remainder would copy it)
+            while len(part) - start >= wanted:
+                filling.append(part[start : start + wanted])
+                yield Columns.concat(filling)
+                start, filling, wanted = start + wanted, [], size
+            if start < len(part):
+                filling.append(part[start:])
+                wanted -= len(part) - start
+        if filling:
+            yield Columns.concat(filling)
 
     def _columns(self, batch: pa.RecordBatch, line: int, names: pd.Index) -> Columns:
         """A clean Arrow batch as columns: its float features as one matrix (numpy from Arrow,
@@ -229,20 +232,6 @@ class FileSource:
             matrix,
             target.to_numpy(zero_copy_only=False) if plain else None,
         )
-
-
-def _take(parts: collections.deque[Columns], size: int) -> list[Columns]:
-    """The first ``size`` rows of the parts, split off the front of ``parts``."""
-    taken = []
-    while size:
-        part = parts.popleft()
-        if len(part) > size:
-            taken.append(part[:size])
-            parts.appendleft(part[size:])
-            return taken
-        taken.append(part)
-        size -= len(part)
-    return taken
 
 
 def _bad_row(row: tuple, target: str) -> str | None:
