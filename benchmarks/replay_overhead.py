@@ -22,7 +22,8 @@ and the median over --rounds is printed (target: >= 0.90 with the file read, >= 
 The same ratio of CPU time (every thread of the process: the workbench's writer and DuckDB
 threads count) is printed beside it: on a loaded machine it is steadier than wall time.
 
-The profile splits case 2 into stages, each timed alone in this process (median of the rounds),
+The profile splits case 2 into stages, each timed alone in this process (the fastest of the rounds:
+the least disturbed on a shared machine),
 per event: River's model alone (predict_proba_one, argmax, learn_one), the Parquet decode to
 events, the runner's timing, scoring and step building (the runner over the materialized events
 minus the model), the store alone over the runner's step batches (connect, Arrow, DuckDB
@@ -177,7 +178,7 @@ def measure(tmp: Path, n: int, rounds: int) -> tuple[dict, dict]:
             "fixed": (workbench_side, py, tmp / "stages.duckdb", rows[:1]),
         }.items():
             stages.setdefault(stage, []).append(timed(fn, *args))
-    return ratios, {stage: statistics.median(ts) for stage, ts in stages.items()}
+    return ratios, {stage: min(ts) for stage, ts in stages.items()}
 
 
 def main() -> None:
@@ -197,7 +198,7 @@ def main() -> None:
         )
     print("targets (10 features, scaler + LR): >= 0.95 from the python source, >= 0.90 reading the file")
     us = {k: v / n * 1e6 for k, v in st.items()}
-    print("\nprofile, 10 features, scaler + LR, us an event (each stage timed alone, median of the rounds):")
+    print("\nprofile, 10 features, scaler + LR, us an event (each stage timed alone, fastest of the rounds):")
     print(f"  River progressive_val_score          {us['river']:6.2f}")
     print(
         f"    of which the model (predict, argmax, learn) {us['model']:6.2f}; River's loop and metric "
