@@ -203,12 +203,17 @@ class Watched:
             if i == self.n:
                 return
             if i in (self.n // 2, self.n - 1000):
-                dash = self.holder[0]
-                before = dash.refreshes
+                # the steps handed over reach the file within a second (the writer waits that long
+                # for a whole row group): wait for a redraw showing more than the last pause did
+                dash, last = self.holder[0], self.seen[-1][2] if self.seen else 0
                 deadline = time.monotonic() + 10
-                while dash.refreshes == before and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                shown = lines(dash).get("lr")
+                while time.monotonic() < deadline:
+                    before = dash.refreshes
+                    while dash.refreshes == before and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    shown = lines(dash).get("lr")
+                    if shown and max(shown.x) > last:
+                        break
                 self.seen.append(
                     (
                         i,
