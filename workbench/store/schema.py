@@ -236,8 +236,9 @@ LOCK_WAIT = 3.0
 
 #: rows in a row group of the tables a replay's writer appends to (DuckDB's default: 122,880).
 #: An append of whole row groups goes to the file compressed, straight from the insert, instead
-#: of through the write-ahead log and a checkpoint after: ~2.5x cheaper a step; groups this small
-#: fill within the writer's wait even at a few thousand events a second.
+#: of through the write-ahead log and a checkpoint after: ~2x cheaper a step (measured by
+#: benchmarks/duckdb_append.py); groups this small fill within the writer's wait even at a few
+#: thousand events a second.
 ROW_GROUP_SIZE = 16_384
 #: the name a writer's file is attached under in its in-memory DuckDB
 _ALIAS = "workbench"

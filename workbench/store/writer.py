@@ -30,7 +30,7 @@ WRITER_MEMORY_MB = 64
 #: the write-ahead log size at which DuckDB checkpoints it into the file (its default: 16MB)
 CHECKPOINT_THRESHOLD = "4MB"
 #: steps handed over wait for a whole row group of the writer's file (schema.ROW_GROUP_SIZE:
-#: appended ~2.5x cheaper a row), but no longer than this, in seconds
+#: appended ~2x cheaper a row), but no longer than this, in seconds
 STEPS_WAIT = 1.0
 
 
