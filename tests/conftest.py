@@ -44,5 +44,21 @@ def agrawal_config(n: int = 2000, **extra) -> dict:
     return config
 
 
+def minibatch_config(batch_size: int, scaler: bool) -> dict:
+    """River's LR (behind a scaler or not) replayed in mini-batches of ``batch_size``."""
+    return {
+        "name": f"batches-{batch_size}",
+        "learners": [
+            {
+                "name": "lr",
+                "model": "river.linear_model.LogisticRegression",
+                "preprocessing": ["river.preprocessing.StandardScaler"] if scaler else [],
+            }
+        ],
+        "replay": {"batch_size": batch_size},
+        "metrics": ["accuracy", "log_loss", "f1"],
+    }
+
+
 def take(iterable, n):
     return list(itertools.islice(iterable, n))

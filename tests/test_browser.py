@@ -103,36 +103,15 @@ def test_dashboard_served_by_voila_renders_and_follows_its_widgets(tmp_path):
             "document.body.textContent.includes('finished')",
             timeout=180_000,
         )
-        page.wait_for_function(
-            "[...document.querySelectorAll('.js-plotly-plot .gtitle')]"
-            ".some(t => t.textContent.startsWith('Rolling accuracy'))",
-            timeout=30_000,
-        )
+        wait_for_title(page, "Rolling accuracy")
         check_panels(page.evaluate(PLOTS), feature_drift=True)
-        rolling = page.locator(".js-plotly-plot", has=page.locator(".gtitle", has_text="Rolling"))
-        accuracy_path = rolling.locator("path.js-line").first.get_attribute("d")
-
-        # Pick another metric: the kernel redraws the figure.
-        page.locator("select", has=page.locator("option", has_text="log_loss")).select_option(
-            "log_loss"
-        )
-        page.wait_for_function(
-            "[...document.querySelectorAll('.js-plotly-plot .gtitle')]"
-            ".some(t => t.textContent.startsWith('Rolling log loss'))",
-            timeout=30_000,
-        )
-        rolling = page.locator(".js-plotly-plot", has=page.locator(".gtitle", has_text="Rolling"))
-        assert rolling.locator("path.js-line").first.get_attribute("d") != accuracy_path
-        assert "log loss" in rolling.locator(".ytitle").text_content()
+        pick_log_loss(page)
+        assert "log loss" in rolling_panel(page).locator(".ytitle").text_content()
         check_panels(page.evaluate(PLOTS), feature_drift=True)
 
         shot = tmp_path / "dashboard.png"
         page.select_option("select:has(option:text-is('log_loss'))", "accuracy")
-        page.wait_for_function(
-            "[...document.querySelectorAll('.js-plotly-plot .gtitle')]"
-            ".some(t => t.textContent.startsWith('Rolling accuracy'))",
-            timeout=30_000,
-        )
+        wait_for_title(page, "Rolling accuracy")
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 50_000
         if os.environ.get("UPDATE_SCREENSHOT"):
@@ -143,11 +122,30 @@ def test_dashboard_served_by_voila_renders_and_follows_its_widgets(tmp_path):
         )
 
 
-def rolling_title(page) -> str:
-    return page.evaluate(
-        "[...document.querySelectorAll('.js-plotly-plot .gtitle')].map(t => t.textContent)"
-        ".find(t => t.startsWith('Rolling')) || ''"
+def wait_for_title(page, start: str) -> None:
+    """Until a figure's title starts with ``start`` (the kernel has redrawn it)."""
+    page.wait_for_function(
+        "start => [...document.querySelectorAll('.js-plotly-plot .gtitle')]"
+        ".some(t => t.textContent.startsWith(start))",
+        arg=start,
+        timeout=30_000,
     )
+
+
+def rolling_panel(page):
+    return page.locator(".js-plotly-plot", has=page.locator(".gtitle", has_text="Rolling"))
+
+
+def rolling_line(page) -> str:
+    return rolling_panel(page).locator("path.js-line").first.get_attribute("d")
+
+
+def pick_log_loss(page) -> None:
+    """Pick log loss in the metric picker: the kernel redraws the rolling figure."""
+    before = rolling_line(page)
+    page.locator("select", has=page.locator("option", has_text="log_loss")).select_option("log_loss")
+    wait_for_title(page, "Rolling log loss")
+    assert rolling_line(page) != before
 
 
 def test_dashboard_in_jupyterlab_draws_every_panel_on_the_first_run(tmp_path):
@@ -186,19 +184,8 @@ def test_dashboard_in_jupyterlab_draws_every_panel_on_the_first_run(tmp_path):
         except TimeoutError as exc:
             raise AssertionError(f"not every panel drew: {page.console_errors}") from exc
         check_panels(page.evaluate(PLOTS), feature_drift=True)
-        rolling = page.locator(".js-plotly-plot", has=page.locator(".gtitle", has_text="Rolling"))
-        before = rolling.locator("path.js-line").first.get_attribute("d")
-
-        page.locator("select", has=page.locator("option", has_text="log_loss")).select_option(
-            "log_loss"
-        )
-        page.wait_for_function(
-            "[...document.querySelectorAll('.js-plotly-plot .gtitle')]"
-            ".some(t => t.textContent.startsWith('Rolling log loss'))",
-            timeout=30_000,
-        )
-        assert rolling.locator("path.js-line").first.get_attribute("d") != before
-        before = rolling.locator("path.js-line").first.get_attribute("d")
+        pick_log_loss(page)
+        before = rolling_line(page)
 
         # The window slider: type a value into its readout, as a user can.
         readout = page.locator(".widget-slider", has_text="window").locator(".widget-readout")
@@ -211,7 +198,7 @@ def test_dashboard_in_jupyterlab_draws_every_panel_on_the_first_run(tmp_path):
             ".some(t => t.textContent.includes('last 2,000 scored'))",
             timeout=30_000,
         )
-        assert rolling.locator("path.js-line").first.get_attribute("d") != before
+        assert rolling_line(page) != before
         check_panels(page.evaluate(PLOTS), feature_drift=True)
         assert page.errors == []
         assert page.console_errors == []

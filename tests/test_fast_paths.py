@@ -15,6 +15,7 @@ import math
 
 import pandas as pd
 import pytest
+from conftest import minibatch_config
 from river import base, compose, datasets, linear_model, metrics, preprocessing, tree
 from river.datasets import synth
 
@@ -155,21 +156,6 @@ def test_a_run_through_blocks_matches_river_and_the_one_event_loop(db, monkeypat
 # -- mini-batches ---------------------------------------------------------------------------
 def hyperplane(n, seed=3):
     return [({f"x{k}": v for k, v in x.items()}, y) for x, y in itertools.islice(synth.Hyperplane(seed=seed), n)]
-
-
-def minibatch_config(batch_size, scaler):
-    return {
-        "name": f"batches-{batch_size}",
-        "learners": [
-            {
-                "name": "lr",
-                "model": "river.linear_model.LogisticRegression",
-                "preprocessing": ["river.preprocessing.StandardScaler"] if scaler else [],
-            }
-        ],
-        "replay": {"batch_size": batch_size},
-        "metrics": ["accuracy", "log_loss", "f1"],
-    }
 
 
 @pytest.mark.parametrize("scaler", [False, True], ids=["lr", "scaler-lr"])

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
+from conftest import minibatch_config
 from river import compose, linear_model, preprocessing
 from river.datasets import synth
 
@@ -48,19 +49,13 @@ def write(table: pa.Table, path: Path) -> Path:
 
 
 def config(path: Path, batch_size: int, scaler: bool = True, **extra) -> dict:
+    """The mini-batch experiment of test_fast_paths, reading the file ``path``."""
+    base = minibatch_config(batch_size, scaler)
     return {
+        **base,
         "name": f"columns-{batch_size}",
         "source": {"kind": "file", "path": str(path), "target": "y", **extra.pop("source", {})},
-        "learners": [
-            {
-                "name": "lr",
-                "model": "river.linear_model.LogisticRegression",
-                "preprocessing": ["river.preprocessing.StandardScaler"] if scaler else [],
-            },
-            *extra.pop("learners", []),
-        ],
-        "replay": {"batch_size": batch_size},
-        "metrics": ["accuracy", "log_loss", "f1"],
+        "learners": [*base["learners"], *extra.pop("learners", [])],
         **extra,
     }
 
