@@ -6,14 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cached_property
 from itertools import chain
-from operator import itemgetter
 
 import numpy as np
 import pandas as pd
 
-from workbench.events import Event
-
-_xs, _ys, _times = itemgetter(0), itemgetter(1), itemgetter(2)  # an Event's x, y, time
+from workbench.events import Event, event_time, event_x, event_y
 
 
 class Columns:
@@ -45,7 +42,7 @@ class Columns:
     @classmethod
     def of(cls, events: list[Event]) -> Columns:
         """The columns of a list of events (which are kept as they are)."""
-        batch = cls(list(map(_ys, events)), list(map(_times, events)), lambda start, stop: events[start:stop])
+        batch = cls(list(map(event_y, events)), list(map(event_time, events)), lambda start, stop: events[start:stop])
         batch.__dict__["events"] = events
         return batch
 
@@ -93,7 +90,7 @@ class Columns:
         """The features as ``frame`` makes them from the events' dicts: a new frame (over its own
         column-major matrix) at every call, so that no learner sees what another did to its frame."""
         if self._matrix is None:
-            return frame(list(map(_xs, self.events)))
+            return frame(list(map(event_x, self.events)))
         return pd.DataFrame(self._matrix.copy(order="F"), columns=self._names, copy=False)
 
     def labels(self) -> pd.Series:

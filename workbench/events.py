@@ -40,6 +40,10 @@ class Event(NamedTuple):
 make_event = partial(tuple.__new__, Event)
 
 
+#: an Event's x, y and time as C callables: ``map(event_y, events)`` makes no Python call an event
+event_x, event_y, event_time = itemgetter(0), itemgetter(1), itemgetter(2)
+
+
 def non_finite(x: dict) -> str | None:
     """The name of the first feature holding NaN or ±Infinity, else None.
 

@@ -10,7 +10,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, islice, repeat
 from math import log
-from operator import eq, itemgetter, neg, sub
+from operator import eq, neg, sub
 from time import perf_counter, perf_counter_ns
 
 import numpy as np
@@ -19,7 +19,7 @@ from river import base, metrics
 from workbench.columns import Columns
 from workbench.errors import ConfigError
 from workbench.evaluation.metrics import make as make_metric
-from workbench.events import Event, StepBatch
+from workbench.events import Event, StepBatch, event_time, event_y
 from workbench.learners.river import gives_proba
 from workbench.replay.labels import Delay, questions_and_answers
 from workbench.versioning import Checkpoint, snapshot
@@ -34,7 +34,6 @@ _CLOCK_MASK = 255
 BLOCK = 1024
 _EPS = 1e-15
 _MAX_LOSS = -log(_EPS)  # River's metrics clip probabilities at 1e-15 too
-_first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)  # an Event's x, y, time
 
 
 def _drain(iterator) -> None:
@@ -169,7 +168,7 @@ class Arm:
                 del preds[n:]
                 spans = np.diff(np.array(ticks[: 2 * n + 1], dtype=np.int64))
                 block = evs if n == len(evs) else evs[:n]
-                ys, times = list(map(_second, block)), list(map(_third, block))
+                ys, times = list(map(event_y, block)), list(map(event_time, block))
                 self._log_block(seq, ys, times, preds, spans[0::2], spans[1::2])
             self.reached = seq + n
 
