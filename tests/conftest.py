@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,23 @@ def minibatch_config(batch_size: int, scaler: bool) -> dict:
         "replay": {"batch_size": batch_size},
         "metrics": ["accuracy", "log_loss", "f1"],
     }
+
+
+def hold_database(db: Path, seconds: float) -> subprocess.Popen:
+    """Another process holding the DuckDB file ``db`` open for ``seconds``, returned once it holds it."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep({seconds})",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if holder.stdout.readline().strip() != "held":
+        holder.kill()
+        raise RuntimeError(f"the process meant to hold {db} did not open it")
+    return holder
 
 
 def take(iterable, n):

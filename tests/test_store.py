@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import ROOT, agrawal_config
+from conftest import ROOT, agrawal_config, hold_database
 
 import workbench as wb
 from workbench.errors import DatabaseLockedError
@@ -152,17 +152,8 @@ def test_a_failing_learner_marks_the_run_failed(db):
 
 
 def test_a_second_process_gets_a_clear_error_on_a_busy_database(db):
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('ready', flush=True); time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = hold_database(db, 60)
     try:
-        assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(DatabaseLockedError) as info:
             wb.run(agrawal_config(n=100), db=db, progress=False)
         message = str(info.value)

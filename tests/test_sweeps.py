@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, agrawal_config
+from conftest import ROOT, agrawal_config, hold_database
 
 import workbench as wb
 from workbench import cli
@@ -252,16 +252,7 @@ def test_the_record_waits_for_a_reader_instead_of_failing(tmp_path):
     db = tmp_path / "w.duckdb"
     sweep(small_sweep(n=300), workers=1, db=db)
     held = schema.LOCK_WAIT + 1  # longer than any other part of the workbench waits
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep({held})",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout.readline().strip() == "held"
+    holder = hold_database(db, held)
     with pytest.raises(DatabaseLockedError):
         schema.connect(str(db))
     assert len(SweepRecord(db).rows("small")) == 4  # the sweep's writes waited for the lock
