@@ -16,7 +16,7 @@ import math
 import pandas as pd
 import pytest
 from conftest import minibatch_config
-from river import base, compose, datasets, linear_model, metrics, preprocessing, tree
+from river import base, compose, datasets, linear_model, metrics, optim, preprocessing, tree
 from river.datasets import synth
 
 import workbench as wb
@@ -72,6 +72,14 @@ CASES = {
         lambda: list(datasets.Phishing()),
         "binary",
         ["accuracy", "log_loss", "f1", "roc_auc", "macro_f1", "balanced_accuracy"],
+    ),
+    # labels 0/1 against the classes False/True, some probabilities saturated at 0 or 1: the
+    # log loss of those blocks is River's clamp, not the loss column
+    "int-labels-saturated": (
+        lambda: linear_model.LogisticRegression(optimizer=optim.SGD(5.0)),
+        lambda: [(x, int(y)) for x, y in datasets.Phishing()],
+        "binary",
+        ["accuracy", "log_loss", "f1", "macro_f1"],
     ),
     "abstaining-tree": (  # {} until it has learned: rows the matrix path hands to _record
         lambda: tree.HoeffdingTreeClassifier(grace_period=30),

@@ -62,29 +62,91 @@ def _updater(metric: metrics.base.Metric) -> Callable[[list, list], None]:
     return lambda ys, preds: _drain(map(update, ys, preds))
 
 
-def _matrix_updater(metric: metrics.base.Metric) -> Callable[[list, tuple, np.ndarray], None] | None:
-    """``update(ys, classes, probabilities)`` for a probability metric numpy can compute
-    exactly as River does, else None. LogLoss: River's clamp, ``-log(p)`` or ``-log(1 - p)``
-    with math.log, then its running mean, in order."""
+class Scored:
+    """A block of probabilities as ``_log_matrix`` scored it, for the metrics numpy can update
+    from it: the labels, the classes (the matrix's columns), the matrix, each row's argmax
+    (``best``), the column of each label (``where``, -1 for a label that is no class), the
+    predicted labels and the clipped loss of each row."""
+
+    __slots__ = ("ys", "classes", "values", "best", "where", "y_pred", "loss", "_pairs")
+
+    def __init__(self, ys, classes, values, best, where, y_pred, loss):
+        self.ys, self.classes, self.values, self.best, self.where = ys, classes, values, best, where
+        self.y_pred, self.loss, self._pairs = y_pred, loss, None
+
+    def pairs(self) -> list[tuple[tuple, int]]:
+        """``Counter(zip(ys, y_pred)).items()``, the same pairs in the same order (the first time
+        each is seen), counted in numpy from the class codes when every label is a class."""
+        if self._pairs is None:
+            if len(self.where) and self.where.min() >= 0:
+                codes = self.where * len(self.classes) + self.best
+                _, first, counts = np.unique(codes, return_index=True, return_counts=True)
+                order = np.argsort(first)
+                self._pairs = [
+                    ((self.ys[i], self.y_pred[i]), c)
+                    for i, c in zip(first[order].tolist(), counts[order].tolist(), strict=True)
+                ]
+            else:
+                self._pairs = list(Counter(zip(self.ys, self.y_pred, strict=True)).items())
+        return self._pairs
+
+
+def _matrix_updater(metric: metrics.base.Metric) -> Callable[[Scored], None] | None:
+    """``update(scored)`` for a metric numpy can compute from a scored block exactly as River
+    does, else None: a metric that is only its confusion matrix (fed each distinct pair once,
+    as ``_updater``), and LogLoss: River's clamp, ``-log(p)`` or ``-log(1 - p)`` with math.log,
+    then its running mean, in order."""
+    if type(metric).update is metrics.base.ClassificationMetric.update and type(metric.cm) is metrics.ConfusionMatrix:
+        cm = metric.cm
+
+        def counted(scored: Scored) -> None:
+            pairs = scored.pairs()
+            for (y, p), count in pairs:
+                cm.update(y, p, float(count))
+            cm.n_samples += len(scored.ys) - len(pairs)
+
+        return counted
     if type(metric) is not metrics.LogLoss:
         return None
     mean = metric._mean
 
-    def update(ys: list, classes: tuple, values: np.ndarray) -> None:
-        j = {c: i for i, c in enumerate(classes)}.get(True)  # y_pred.get(True, 0.0)
-        p = values[:, j] if j is not None else np.zeros(len(ys))
-        p = np.maximum(np.minimum(p, 1 - 1e-15), 1e-15)
-        p = np.where(np.fromiter(map(bool, ys), bool, len(ys)), p, 1 - p)
+    def update(scored: Scored) -> None:
+        ys, values = scored.ys, scored.values
+        index = {c: i for i, c in enumerate(scored.classes)}
+        j = index.get(True)  # y_pred.get(True, 0.0)
+        losses = _binary_losses(scored, index.get(False), j)
+        if losses is None:
+            p = values[:, j] if j is not None else np.zeros(len(ys))
+            p = np.maximum(np.minimum(p, 1 - 1e-15), 1e-15)
+            p = np.where(np.fromiter(map(bool, ys), bool, len(ys)), p, 1 - p)
+            losses = list(map(neg, map(log, p.tolist())))
         # stats.Mean.update(x) with w = 1, in order: n += 1; m += (1 / n) * (x - m). The counts
         # and their reciprocals in numpy (whole numbers, one correctly rounded division: the same
         # floats), the running mean in Python, the one step that depends on the one before.
         n, m = mean.n, mean._mean
         shares = (1.0 / (np.arange(len(ys), dtype=np.float64) + (n + 1.0))).tolist()
-        for x, share in zip(map(neg, map(log, p.tolist())), shares, strict=True):
+        for x, share in zip(losses, shares, strict=True):
             m += share * (x - m)
         mean.n, mean._mean = n + len(ys), m
 
     return update
+
+
+def _binary_losses(scored: Scored, false: int | None, true: int | None) -> list | None:
+    """The block's loss column as LogLoss's terms, where they are the same numbers: labels all
+    False or True, p(False) exactly 1 - p(True) (as a binary model gives them) and no clamping
+    (then -log(p_true) is River's -log(p) or -log(1 - p)); else None."""
+    if false is None or true is None or len(scored.classes) != 2 or scored.where.min(initial=0) < 0:
+        return None
+    p_false, p_true = scored.values[:, false], scored.values[:, true]
+    if not (
+        np.array_equal(p_false, 1 - p_true)
+        and (p_true > _EPS).all()
+        and (p_true < 1 - _EPS).all()
+        and (p_false > _EPS).all()
+    ):
+        return None
+    return scored.loss.tolist()
 
 
 class Arm:
@@ -305,9 +367,10 @@ class ProbaClassifierArm(Arm):
         p_true = np.where(where >= 0, values[rows, where], 0.0)
         # -log(p_true) clipped as in _record, with math.log (numpy's may differ in the last bit)
         loss = -np.fromiter(map(log, np.where(p_true > _EPS, p_true, _EPS).tolist()), np.float64, len(ys))
+        scored = Scored(ys, classes, values, best, where, y_pred, loss)
         for (update, wants_proba), matrix_update in zip(self._block_updates, self._matrix_updates, strict=True):
             if matrix_update is not None:
-                matrix_update(ys, classes, values)
+                matrix_update(scored)
                 continue
             if wants_proba and probas is None:
                 probas = list(map(dict, map(zip, repeat(classes), values.tolist())))
