@@ -25,7 +25,9 @@ from workbench.evaluation.metrics import names_for
 from workbench.events import make_event
 from workbench.replay.labels import Delay
 from workbench.runner import Runner, make_arm
+from workbench.store.schema import connect
 from workbench.store.writer import Labels, steps_table
+from workbench.versioning import restore
 
 TIMINGS = ["predict_ns", "learn_ns"]
 
@@ -200,6 +202,17 @@ def test_minibatch_steps_and_metrics_are_rivers_on_the_same_predictions(db, scal
     summary = run.summary().set_index("learner").loc["lr"]
     for name, metric in river.items():
         assert summary[name] == metric.get(), name  # exactly River's value
+    # the model learnt what River's did from its pandas frames (the runner hands it narwhals ones)
+    con = connect(str(db), read_only=True)
+    state, sha256 = con.execute(
+        "SELECT state, sha256 FROM checkpoints WHERE run_id = ? AND reason = 'final'", [run.id]
+    ).fetchone()
+    con.close()
+    learnt = restore(state, sha256)
+    lr, river_lr = (learnt["LogisticRegression"], model["LogisticRegression"]) if scaler else (learnt, model)
+    assert dict(lr.weights) == dict(river_lr.weights) and lr.intercept == river_lr.intercept
+    if scaler:
+        assert dict(learnt["StandardScaler"].means) == dict(model["StandardScaler"].means)
 
 
 def test_batch_size_one_is_the_one_at_a_time_replay(db):

@@ -20,6 +20,8 @@ from workbench.columns import Columns
 from workbench.errors import ConfigError
 from workbench.evaluation.metrics import make as make_metric
 from workbench.events import Event, StepBatch, event_time, event_y
+from workbench.learners.narwhals_boundary import takes_narwhals
+from workbench.learners.narwhals_boundary import wrap as wrap_frame
 from workbench.learners.river import gives_proba
 from workbench.replay.labels import Delay, questions_and_answers
 from workbench.versioning import Checkpoint, snapshot
@@ -294,6 +296,9 @@ class Arm:
         """(y_pred, y_proba) of a prediction that was never scored."""
         return pred, None
 
+    #: (model, whether its *_many take a narwhals frame), for the model it was settled for
+    _wrap_many: tuple | None = None
+
     @property
     def batched(self) -> bool:
         """Whether the model learns and predicts a mini-batch at once (River's *_many)."""
@@ -309,7 +314,11 @@ class Arm:
         The batch is scored and logged as columns (numpy and C), or step by step for an arm
         with a supervisor, which looks at every step."""
         X, ys = batch.frame(), batch.ys
+        if self._wrap_many is None or self._wrap_many[0] is not self.model:
+            self._wrap_many = (self.model, takes_narwhals(self.model, self._predict_many_name))
         t0 = perf_counter_ns()
+        if self._wrap_many[1]:  # once for the predict and the learn (learners/narwhals_boundary.py)
+            X = wrap_frame(X)
         preds = getattr(self.model, self._predict_many_name)(X)
         t1 = perf_counter_ns()
         self.model.learn_many(X, batch.labels())
