@@ -43,6 +43,19 @@ def _drain(iterator) -> None:
     deque(iterator, maxlen=0)
 
 
+def _only_confusion_matrix(metric: metrics.base.Metric) -> bool:
+    """Whether the metric is its confusion matrix and nothing else (accuracy, F1, kappa...)."""
+    plain_update = type(metric).update is metrics.base.ClassificationMetric.update
+    return plain_update and type(metric.cm) is metrics.ConfusionMatrix
+
+
+def _feed_pairs(cm: metrics.ConfusionMatrix, pairs: list[tuple[tuple, int]], n: int) -> None:
+    """Each distinct (label, prediction) pair of a block of ``n`` once, weighted by its count."""
+    for (y, p), count in pairs:
+        cm.update(y, p, float(count))
+    cm.n_samples += n - len(pairs)
+
+
 def _updater(metric: metrics.base.Metric) -> Callable[[list, list], None]:
     """``update(ys, preds)``: feed a block of (label, prediction) pairs to a River metric.
 
@@ -50,16 +63,9 @@ def _updater(metric: metrics.base.Metric) -> Callable[[list, list], None]:
     kappa...) is fed each distinct pair once, weighted by its count: the same counts (sums of
     1.0, exact), the same classes in the same order. Any other metric sees every pair in turn.
     """
-    if type(metric).update is metrics.base.ClassificationMetric.update and type(metric.cm) is metrics.ConfusionMatrix:
+    if _only_confusion_matrix(metric):
         cm = metric.cm
-
-        def counted(ys: list, preds: list) -> None:
-            pairs = Counter(zip(ys, preds, strict=True))
-            for (y, p), count in pairs.items():
-                cm.update(y, p, float(count))
-            cm.n_samples += len(ys) - len(pairs)
-
-        return counted
+        return lambda ys, preds: _feed_pairs(cm, list(Counter(zip(ys, preds, strict=True)).items()), len(ys))
     update = metric.update
     return lambda ys, preds: _drain(map(update, ys, preds))
 
@@ -98,16 +104,9 @@ def _matrix_updater(metric: metrics.base.Metric) -> Callable[[Scored], None] | N
     does, else None: a metric that is only its confusion matrix (fed each distinct pair once,
     as ``_updater``), and LogLoss: River's clamp, ``-log(p)`` or ``-log(1 - p)`` with math.log,
     then its running mean, in order."""
-    if type(metric).update is metrics.base.ClassificationMetric.update and type(metric.cm) is metrics.ConfusionMatrix:
+    if _only_confusion_matrix(metric):
         cm = metric.cm
-
-        def counted(scored: Scored) -> None:
-            pairs = scored.pairs()
-            for (y, p), count in pairs:
-                cm.update(y, p, float(count))
-            cm.n_samples += len(scored.ys) - len(pairs)
-
-        return counted
+        return lambda scored: _feed_pairs(cm, scored.pairs(), len(scored.ys))
     if type(metric) is not metrics.LogLoss:
         return None
     mean = metric._mean
