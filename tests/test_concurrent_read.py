@@ -71,3 +71,28 @@ def test_runs_connect_and_the_dashboard_read_while_another_process_replays(tmp_p
     total = wb.connect(db).sql("SELECT count(*) AS n FROM steps WHERE run_id = ?", [final.run_id.iloc[-1]])
     assert int(total.n.iloc[0]) == 2 * N
     assert not Path(f"{db}.snapshot").exists() and not Path(f"{db}.snapshot-wanted").exists()
+
+
+def test_every_snapshot_holds_each_learners_steps_to_the_same_event(tmp_path, monkeypatch):
+    """A snapshot is a cut across the arms: a dashboard reading it never shows one learner's
+    steps without the other's (the writer once published between two arms' batches)."""
+    from workbench.store import snapshot
+
+    db = tmp_path / "cut.duckdb"
+    published: list[dict[str, int]] = []
+    real_publish = snapshot.Publisher.publish
+
+    def publish(self):
+        real_publish(self)
+        rows = self.con.execute("SELECT learner, max(seq), count(*) FROM steps GROUP BY learner").fetchall()
+        published.append({learner: (last, n) for learner, last, n in rows})
+        Path(f"{db}.snapshot-wanted").touch()  # a reader keeps asking
+
+    monkeypatch.setattr(snapshot, "EVERY", 0.0)
+    monkeypatch.setattr(snapshot.Publisher, "publish", publish)
+    Path(f"{db}.snapshot-wanted").touch()
+    wb.run(agrawal_config(n=20_000), db=db, progress=False)
+    with_steps = [cut for cut in published if cut]
+    assert len(with_steps) >= 3, published
+    for cut in with_steps:
+        assert set(cut) == {"lr", "tree"} and cut["lr"] == cut["tree"], cut

@@ -263,10 +263,13 @@ class RunWriter:
             self._submit(lambda: self._con.executemany("INSERT INTO late_events VALUES (?, ?, ?, ?, ?)", rows))
 
     def write(self, batches: list[StepBatch]) -> None:
+        """Each arm's steps for the same stretch of the stream, queued in one job: a snapshot
+        (published between jobs) never holds one arm's steps without the others'."""
+        stepped = [batch for batch in batches if len(batch)]
+        if stepped:
+            self.n_steps += sum(len(batch) for batch in stepped)
+            self._submit(lambda: self._queue_steps(stepped))
         for batch in batches:
-            if len(batch):
-                self.n_steps += len(batch)
-                self._submit(lambda b=batch: self._queue_steps(b))
             self._write_history(batch)
         if self._dead:
             dead, self._dead = self._dead, []
@@ -342,9 +345,10 @@ class RunWriter:
         if alarms:
             self._submit(lambda: self._insert_rows("drift_events", "", alarms))
 
-    def _queue_steps(self, batch: StepBatch) -> None:
-        """Convert a learner's steps to Arrow now, insert them once whole row groups are in."""
-        self._steps.setdefault(batch.learner, []).append(steps_table(batch, self.labels))
+    def _queue_steps(self, batches: list[StepBatch]) -> None:
+        """Convert the learners' steps to Arrow now, insert them once whole row groups are in."""
+        for batch in batches:
+            self._steps.setdefault(batch.learner, []).append(steps_table(batch, self.labels))
         if self._steps_since is None:
             self._steps_since = time.monotonic()
         self._insert_steps(whole_groups=True)
