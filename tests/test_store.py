@@ -105,12 +105,18 @@ def test_ctrl_c_in_a_terminal_keeps_steps(tmp_path, db):
     """)
     )
     command = str(Path(sys.executable).parent / "workbench")  # the console script users run
-    proc = subprocess.Popen(
-        [command, "run", str(config), "--db", str(db)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-    )
+    # Ctrl-C reaches the replay as in a terminal, even when the tests run in a background job
+    # (which ignores SIGINT, and its children inherit that): a caught signal is reset on exec.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [command, "run", str(config), "--db", str(db)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     # Press Ctrl-C once the progress bar shows thousands of events replayed, however slow the start.
     shown = b""
     deadline = time.monotonic() + 120
