@@ -322,6 +322,60 @@ def json_lines_file(d: Path) -> Case:
     return Case({"kind": "file", "path": str(d / "f.jsonl"), "target": "y"}, 500, events=499, dead=1)
 
 
+# Files whose later lines do not fit the types Arrow's streaming reader took from its first 4 MiB
+# block (before: the run failed, or did not start, at the first such line).
+PAST_A_BLOCK = 60_000  # ~5 MiB of the lines below
+
+
+def _wide_json(i: int, a) -> str:
+    return json.dumps({"a": a, "pad": "x" * 60, "y": i % 2 == 0}) + "\n"
+
+
+def json_lines_type_change(d: Path) -> Case:
+    """A word, an object and a list where column a holds numbers, past the first block; a last
+    line cut short."""
+    lines = [_wide_json(i, i * 0.5) for i in range(PAST_A_BLOCK)]
+    lines[50_000] = _wide_json(50_000, "oops")
+    lines[50_001] = _wide_json(50_001, {"deep": {"er": [1, 2]}})
+    lines[55_555] = _wide_json(55_555, [1, 2])
+    lines.append('{"a": 1.0, "pad": "x", "y"\n')
+    write(d / "f.jsonl", lines)
+    return Case({"kind": "file", "path": str(d / "f.jsonl"), "target": "y"}, PAST_A_BLOCK + 1,
+                events=PAST_A_BLOCK - 3, dead=4,
+                reasons=["line 50001 ", "line 50002 ", "line 55556 ", "line 60001 "])
+
+
+def json_lines_bad_first_line(d: Path) -> Case:
+    """The first line disagrees with the next 999 (Arrow cannot open the file): the types are
+    the ones most lines have."""
+    lines = [_wide_json(i, float(i)) for i in range(1000)]
+    lines[0] = _wide_json(0, "oops")
+    write(d / "f.jsonl", lines)
+    return Case({"kind": "file", "path": str(d / "f.jsonl"), "target": "y"}, 1000, events=999, dead=1,
+                reasons=["line 1 "])
+
+
+def json_lines_gz_truncated(d: Path) -> Case:
+    """A .jsonl.gz cut in the middle: the complete lines before the cut are replayed."""
+    data = gzip.compress("".join(_wide_json(i, float(i)) for i in range(PAST_A_BLOCK)).encode())
+    (d / "f.jsonl.gz").write_bytes(data[: len(data) * 2 // 3])
+    recovered = _complete_lines(d / "f.jsonl.gz")
+    return Case({"kind": "file", "path": str(d / "f.jsonl.gz"), "target": "y"}, recovered + 1,
+                events=recovered, dead=1, reasons=["truncated"])
+
+
+def csv_type_change(d: Path) -> Case:
+    """A word in a column of numbers past the first block, a row with a field too many, and a
+    column of whole numbers that turns to fractions (numbers still: not dead letters)."""
+    rows = ["a,b,pad,y\n"] + [f"{i % 7},{i},{'x' * 60},{i % 2}\n" for i in range(PAST_A_BLOCK)]
+    rows[1 + 50_000] = f"oops,1,{'x' * 60},0\n"
+    rows[1 + 52_000] = f"1,1,{'x' * 60},0,extra\n"
+    rows[1 + 58_000:] = [f"{i % 7},{i}.5,{'x' * 60},{i % 2}\n" for i in range(58_000, PAST_A_BLOCK)]
+    write(d / "f.csv", rows)
+    return Case({"kind": "file", "path": str(d / "f.csv"), "target": "y"}, PAST_A_BLOCK,
+                events=PAST_A_BLOCK - 2, dead=2, reasons=["line 50002 ", "line 52002 "])
+
+
 CASES: dict[str, Callable[[Path], Case]] = {
     f.__name__: f
     for f in [
@@ -329,6 +383,7 @@ CASES: dict[str, Callable[[Path], Case]] = {
         conflicting_labels, bad_payloads, kcat_ts_year_10000, payload_times, nan_in_a_clean_block,
         gz_truncated, gz_trailing_garbage, bom_and_empty_in_a_glob, huge_lines, late_event,
         console_consumer, s3_sink, json_lines_dump, csv_file, parquet_file, json_lines_file,
+        json_lines_type_change, json_lines_bad_first_line, json_lines_gz_truncated, csv_type_change,
     ]
 }
 

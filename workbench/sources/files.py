@@ -21,6 +21,7 @@ from workbench.columns import Columns, float_matrix
 from workbench.config import SourceConfig
 from workbench.errors import ConfigError, SourceError
 from workbench.events import DeadLetter, Event, TrueDrift, make_event, non_finite, non_finite_reason
+from workbench.sources import careful
 from workbench.sources.base import DeadLetterSink, has_non_finite
 
 BATCH_ROWS = 16_384
@@ -59,24 +60,50 @@ class FileSource:
     def path(self) -> Path:
         return Path(self.config.path or "")
 
-    def _batches(self, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    def _batches(
+        self, columns: list[str] | None = None, dead_letter: DeadLetterSink | None = None
+    ) -> Iterator[tuple[pa.RecordBatch, int]]:
+        """``(batch, line of its first row)`` (a row number for Parquet) for each Arrow batch of
+        the file. Lines Arrow's streaming reader stops at are read on with careful.py: the bad
+        ones go to ``dead_letter`` (dropped without one), the rest come as batches."""
         path, fmt = self.path, detect_format(self.path)
         if fmt == "parquet":
-            yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns)
+            line = 0
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns):
+                yield batch, line
+                line += batch.num_rows
             return
-        stream = pa.input_stream(str(path), compression="detect")
-        if fmt == "csv":
-            delimiter = "\t" if ".tsv" in path.name.lower() else ","
-            reader = pcsv.open_csv(
-                stream,
-                read_options=pcsv.ReadOptions(block_size=1 << 22),
-                parse_options=pcsv.ParseOptions(delimiter=delimiter),
-                convert_options=pcsv.ConvertOptions(include_columns=columns),
+        delimiter = "\t" if ".tsv" in path.name.lower() else ","
+        line = first_line = {"csv": 2, "jsonl": 1}[fmt]
+        schema = None
+        try:
+            stream = pa.input_stream(str(path), compression="detect")
+            if fmt == "csv":
+                reader = pcsv.open_csv(
+                    stream,
+                    read_options=pcsv.ReadOptions(block_size=1 << 22),
+                    parse_options=pcsv.ParseOptions(delimiter=delimiter),
+                    convert_options=pcsv.ConvertOptions(include_columns=columns),
+                )
+            else:
+                reader = pjson.open_json(stream, read_options=pjson.ReadOptions(block_size=1 << 22))
+            for batch in reader:
+                batch = batch.select(columns) if columns else batch
+                schema = schema or batch.schema
+                yield batch, line
+                line += batch.num_rows
+        except (OSError, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            yield from careful.read_on(
+                path,
+                "csv" if fmt == "csv" else "json",
+                skip=line - first_line,
+                first_line=first_line,
+                schema=schema,
+                columns=columns,
+                target=self.config.target,
+                delimiter=delimiter,
+                dead_letter=dead_letter or (lambda _dead: None),
             )
-        else:
-            reader = pjson.open_json(stream, read_options=pjson.ReadOptions(block_size=1 << 22))
-        for batch in reader:
-            yield batch.select(columns) if columns else batch
 
     @functools.cached_property
     def schema(self) -> pa.Schema:
@@ -85,7 +112,7 @@ class FileSource:
         first = next(self._batches(), None)
         if first is None:
             raise SourceError(f"source.path: {self.path} holds no rows")
-        return first.schema
+        return first[0].schema
 
     @functools.cached_property
     def feature_names(self) -> list[str]:
@@ -110,7 +137,7 @@ class FileSource:
 
     @functools.cached_property
     def _target_column(self) -> pa.ChunkedArray:
-        batches = list(self._batches([self.config.target]))
+        batches = [batch for batch, _ in self._batches([self.config.target])]
         return pa.Table.from_batches(batches).column(0)
 
     @property
@@ -147,15 +174,14 @@ class FileSource:
             column = pc.cast(column, pa.timestamp("us"))
         return column.to_pylist()
 
-    def _read(self) -> Iterator[tuple[pa.RecordBatch, int, bool]]:
+    def _read(self, dead_letter: DeadLetterSink | None) -> Iterator[tuple[pa.RecordBatch, int, bool]]:
         """``(batch, first line, clean)`` for each Arrow batch of the rows to replay (``source.n``
         of them): the feature, target and time columns. Clean: no empty target, no NaN or
         Infinity, so that every row is an event."""
         cfg, names = self.config, self.feature_names
-        line = {"csv": 2, "jsonl": 1, "parquet": 0}[detect_format(self.path)]
         remaining = cfg.n if cfg.n is not None else float("inf")
         wanted = list(dict.fromkeys(names + [cfg.target] + ([cfg.time] if cfg.time else [])))
-        for batch in self._batches(wanted):
+        for batch, line in self._batches(wanted, dead_letter):
             if remaining <= 0:
                 return
             if batch.num_rows > remaining:
@@ -163,10 +189,9 @@ class FileSource:
             remaining -= batch.num_rows
             non_finite_rows = any(has_non_finite(batch.column(n)) for n in [*names, cfg.target])
             yield batch, line, not batch.column(cfg.target).null_count and not non_finite_rows
-            line += batch.num_rows
 
     def events(self, dead_letter: DeadLetterSink) -> Iterator[Event]:
-        for batch, line, clean in self._read():
+        for batch, line, clean in self._read(dead_letter):
             for start in range(0, batch.num_rows, EVENT_ROWS):
                 yield from self._events(batch.slice(start, EVENT_ROWS), line + start, clean, dead_letter)
 
@@ -197,7 +222,7 @@ class FileSource:
         filling: list[Columns] = []  # the parts of the next batch
         wanted = size  # rows it still needs
         names = pd.Index(self.feature_names)  # one for every frame: pandas builds it in ~14 µs
-        for batch, line, clean in self._read():
+        for batch, line, clean in self._read(dead_letter):
             if clean:
                 part = self._columns(batch, line, names)
             else:
