@@ -135,3 +135,43 @@ def test_labels_of_another_type_or_class_are_refused_naming_them(served):
         assert all(json.dumps(c) in message for c in served["classes"])
     assert call(url + "/health")[1]["n_updates"] == before
     assert call(url + "/predict", {"features": x})[0] == 200
+
+
+def _text_binary(n: int = 1500) -> list[tuple[dict, str]]:
+    rng = random.Random(5)
+    rows = []
+    for _ in range(n):
+        a, b = rng.random(), rng.random()
+        rows.append(({"a": a, "b": b}, "yes" if a + 0.3 * rng.random() > 0.6 else "no"))
+    return rows
+
+
+def test_text_labels_of_two_classes_are_refused_by_rivers_true_false_models_and_metrics(tmp_path):
+    """River's LogisticRegression learns True/False: on 'yes'/'no' it fails mid-run (int('yes')),
+    and LogLoss or F1 read True as the positive class (LogLoss at its maximum, F1 0). Both are
+    refused before the run, naming the key and a way out."""
+    from workbench.errors import ConfigError
+
+    rows = _text_binary()
+    with pytest.raises(ConfigError, match=r"learners\[0\]\.model: .*labels are text.*OneVsRestClassifier"):
+        wb.run({"name": "t", "learners": [LR]}, db=tmp_path / "a.duckdb", stream=rows, progress=False)
+    with pytest.raises(ConfigError, match=r"metrics\[1\]: f1 counts True .* labels are text"):
+        wb.run({"name": "t", "learners": [TREE], "metrics": ["accuracy", "f1"]},
+               db=tmp_path / "a.duckdb", stream=rows, progress=False)
+
+
+def test_log_loss_of_text_labels_is_rivers_cross_entropy(tmp_path):
+    """The suggested wrap runs, and log_loss over 'yes'/'no' is River's CrossEntropy (for two
+    classes the same log loss), not LogLoss's maximum."""
+    from river import evaluate, metrics, multiclass, tree
+    from river import linear_model as lm
+
+    rows = _text_binary()
+    ovr = {"name": "ovr", "model": "river.multiclass.OneVsRestClassifier",
+           "params": {"classifier": {"model": "river.linear_model.LogisticRegression"}}}
+    run = wb.run({"name": "t", "learners": [ovr, TREE]}, db=tmp_path / "b.duckdb", stream=rows, progress=False)
+    got = dict(zip(run.summary().learner, run.summary().log_loss, strict=True))
+    for name, model in [("ovr", multiclass.OneVsRestClassifier(lm.LogisticRegression())),
+                        ("tree", tree.HoeffdingTreeClassifier(grace_period=50))]:
+        river = evaluate.progressive_val_score(rows, model, metrics.CrossEntropy()).get()
+        assert got[name] == pytest.approx(river, rel=1e-12) and got[name] < 1.0, (name, got)

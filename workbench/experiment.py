@@ -136,13 +136,14 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     fields, stream = first_schema(cfg, stream)
     source = open_source(cfg.source, cfg.seed, stream)
     task = source.task
-    metrics = names_for(cfg.metrics, task)
+    labels = next((f["type"] for f in fields or [] if f["role"] == "target"), None)
+    metrics = names_for(cfg.metrics, task, labels)
     parse_delay(cfg.replay.label_delay, cfg.source.time is not None)  # checked before anything is written
     arms = [
-        make_arm(lc.name, build(lc, task, f"learners[{i}]", fields), task, metrics)
+        make_arm(lc.name, build(lc, task, f"learners[{i}]", fields), task, metrics, labels)
         for i, lc in enumerate(cfg.learners)
     ]
-    arms += [make_batch_arm(bc.name, build_baseline(bc, task, f"baselines[{i}]"), task, metrics)
+    arms += [make_batch_arm(bc.name, build_baseline(bc, task, f"baselines[{i}]"), task, metrics, labels)
              for i, bc in enumerate(cfg.baselines)]
     attach(arms, {lc.name for lc in cfg.learners}, cfg, task)
     feature_cfg = next((d.features for d in cfg.drift if d.features is not None), None)
@@ -210,10 +211,10 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
 def first_schema(cfg: config_mod.Config, stream: Iterable | None) -> tuple[list[dict] | None, Iterable | None]:
     """``(fields, stream)``: the feature schema of the stream's first events, read before the run
     from a second opening of the source (the same events the run's replay starts with; a
-    one-shot iterator is read ahead and handed back chained), so that ``preprocessing: auto``
-    and the preprocessing check know the features before any learner is built. None when no
-    learner has preprocessing, or for a live topic (reading it would consume it)."""
-    if cfg.source.kind == "kafka" or not any(lc.preprocessing for lc in cfg.learners):
+    one-shot iterator is read ahead and handed back chained), so that ``preprocessing: auto``,
+    the preprocessing check and the label check know the features and the target before any
+    learner is built. None for a live topic (reading it would consume it)."""
+    if cfg.source.kind == "kafka":
         return None, stream
     head = stream
     if stream is not None and iter(stream) is stream:

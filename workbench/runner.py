@@ -157,11 +157,11 @@ class Arm:
     ``_log_block`` a block of steps as columns (numpy and C, the same values).
     """
 
-    def __init__(self, name: str, model: base.Estimator, task: str, metrics: list[str]):
+    def __init__(self, name: str, model: base.Estimator, task: str, metrics: list[str], labels: str | None = None):
         self.name = name
         self.model = model
         self.task = task
-        self.metrics = {m: make_metric(m, task) for m in metrics}
+        self.metrics = {m: make_metric(m, task, labels=labels) for m in metrics}
         self.version = 0
         self._pending: dict[int, tuple] = {}
         self._predict = getattr(model, self.predict_method)
@@ -346,8 +346,8 @@ class ProbaClassifierArm(Arm):
 
     predict_method = "predict_proba_one"
 
-    def __init__(self, name, model, task, metrics):
-        super().__init__(name, model, task, metrics)
+    def __init__(self, name, model, task, metrics, labels=None):
+        super().__init__(name, model, task, metrics, labels)
         self._updates = [(m.update, not m.requires_labels) for m in self.metrics.values()]
         self._block_updates = [(_updater(m), not m.requires_labels) for m in self.metrics.values()]
         self._matrix_updates = [_matrix_updater(m) for m in self.metrics.values()]
@@ -434,8 +434,8 @@ class ProbaClassifierArm(Arm):
 class LabelClassifierArm(Arm):
     """A classifier that gives labels only: no probability, no loss."""
 
-    def __init__(self, name, model, task, metrics):
-        super().__init__(name, model, task, metrics)
+    def __init__(self, name, model, task, metrics, labels=None):
+        super().__init__(name, model, task, metrics, labels)
         needs_proba = [m for m, metric in self.metrics.items() if not metric.requires_labels]
         if needs_proba:
             raise ConfigError(
@@ -464,8 +464,8 @@ class LabelClassifierArm(Arm):
 class RegressorArm(Arm):
     """A regressor: the loss is the squared error."""
 
-    def __init__(self, name, model, task, metrics):
-        super().__init__(name, model, task, metrics)
+    def __init__(self, name, model, task, metrics, labels=None):
+        super().__init__(name, model, task, metrics, labels)
         self._updates = [m.update for m in self.metrics.values()]
 
     def _log_block(self, seq, ys, times, y_pred, predict_ns, learn_ns) -> None:
@@ -495,12 +495,13 @@ class RegressorArm(Arm):
         self._emit((seq, time, y, y_pred, None, None, (y - y_pred) ** 2, predict_ns, learn_ns, version))
 
 
-def make_arm(name: str, model: base.Estimator, task: str, metrics: list[str]) -> Arm:
+def make_arm(name: str, model: base.Estimator, task: str, metrics: list[str], labels: str | None = None) -> Arm:
+    """The arm for ``model``; ``labels`` is the target's type when known (metrics.make)."""
     if task == "regression":
-        return RegressorArm(name, model, task, metrics)
+        return RegressorArm(name, model, task, metrics, labels)
     if gives_proba(model):
-        return ProbaClassifierArm(name, model, task, metrics)
-    return LabelClassifierArm(name, model, task, metrics)
+        return ProbaClassifierArm(name, model, task, metrics, labels)
+    return LabelClassifierArm(name, model, task, metrics, labels)
 
 
 class Runner:
@@ -692,9 +693,9 @@ class _Batched:
         return super().flush_unanswered()
 
 
-def make_batch_arm(name: str, learner, task: str, metrics: list[str]) -> Arm:
+def make_batch_arm(name: str, learner, task: str, metrics: list[str], labels: str | None = None) -> Arm:
     """The arm of a batch baseline: the arm its predictions call for, answering in batches."""
-    kind = type(make_arm(name, learner, task, metrics))
-    arm = type(f"Batch{kind.__name__}", (_Batched, kind), {})(name, learner, task, metrics)
+    kind = type(make_arm(name, learner, task, metrics, labels))
+    arm = type(f"Batch{kind.__name__}", (_Batched, kind), {})(name, learner, task, metrics, labels)
     arm._setup()
     return arm

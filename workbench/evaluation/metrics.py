@@ -38,25 +38,39 @@ def allowed(task: str) -> list[str]:
     return names if task == "binary" else [n for n in names if n not in BINARY_ONLY]
 
 
-def make(name: str, task: str, key: str = "metrics") -> metrics.base.Metric:
-    """A fresh River metric for ``name`` (a short name or a dotted river.metrics path)."""
+#: the target types (replay/schema.py) River's binary metrics misread: they take True (or 1) as
+#: the positive class, so over 'yes'/'no' LogLoss is its maximum and F1 is 0 whatever the model does
+TEXT_LABELS = ("string", "any")
+
+
+def make(name: str, task: str, key: str = "metrics", labels: str | None = None) -> metrics.base.Metric:
+    """A fresh River metric for ``name`` (a short name or a dotted river.metrics path), for a
+    stream whose target has type ``labels`` (replay/schema.py's, when known)."""
     if name.startswith("river."):
         return resolve(name, key, METRIC)()
+    text = task == "binary" and labels in TEXT_LABELS
+    if text and name in BINARY_ONLY:
+        raise ConfigError(
+            key,
+            f"{name} counts True (or 1) as the positive class, but the stream's labels are text; "
+            "give the target as booleans, or use a metric that needs no positive class: "
+            "accuracy, balanced_accuracy, macro_f1, micro_f1, cohen_kappa or log_loss",
+        )
     if name not in allowed(task):
         raise ConfigError(
             key,
             f"unknown metric {name!r} for a {task} stream; allowed: {', '.join(allowed(task))} "
             "(or a dotted river.metrics name)",
         )
-    if name == "log_loss":
-        return metrics.LogLoss() if task == "binary" else metrics.CrossEntropy()
+    if name == "log_loss":  # for two classes CrossEntropy is the same log loss, whatever the labels
+        return metrics.LogLoss() if task == "binary" and not text else metrics.CrossEntropy()
     table = REGRESSION if task == "regression" else CLASSIFICATION
     return table[name]()
 
 
-def names_for(requested: list[str], task: str) -> list[str]:
+def names_for(requested: list[str], task: str, labels: str | None = None) -> list[str]:
     """The metrics to compute: the requested ones (validated) or the task's defaults."""
     chosen = requested or DEFAULTS[task]
     for i, name in enumerate(chosen):
-        make(name, task, f"metrics[{i}]")
+        make(name, task, f"metrics[{i}]", labels)
     return chosen

@@ -64,7 +64,7 @@ def build(config: LearnerConfig, task: str, key: str, fields: list[dict[str, Any
         if fields is not None:
             preprocessing.check(steps, [p.model for p in config.preprocessing], fields, f"{key}.preprocessing")
     pipeline = compose.Pipeline(*steps, model) if steps else model
-    check_task(pipeline, config.model, task, f"{key}.model")
+    check_task(pipeline, config.model, task, f"{key}.model", fields)
     return pipeline
 
 
@@ -86,7 +86,12 @@ def _final(model: base.Estimator) -> base.Estimator:
     return model[-1] if isinstance(model, compose.Pipeline) else model
 
 
-def check_task(model: base.Estimator, name: str, task: str, key: str) -> None:
+def check_task(
+    model: base.Estimator, name: str, task: str, key: str, fields: list[dict[str, Any]] | None = None
+) -> None:
+    """Refuse a model the stream's task (and, when the schema ``fields`` is known, its labels)
+    would break: River's two-class models learn True/False (or 1/0) and fail on, or silently
+    misread, text labels such as 'yes'/'no'."""
     final = _final(model)
     if task == "regression":
         if not isinstance(final, base.Regressor):
@@ -101,4 +106,13 @@ def check_task(model: base.Estimator, name: str, task: str, key: str) -> None:
             key,
             f"{name} handles two classes only, but the stream has more; wrap it, e.g. "
             "model: river.multiclass.OneVsRestClassifier with params: {classifier: {model: " + name + "}}",
+        )
+    target = next((f for f in fields or [] if f["role"] == "target"), None)
+    if not getattr(final, "_multiclass", False) and target is not None and target["type"] in ("string", "any"):
+        labels = "text" if target["type"] == "string" else "text in some events"
+        raise ConfigError(
+            key,
+            f"{name} learns two classes as True/False (or 1/0), but the stream's labels are {labels}; "
+            "give the target as booleans, or wrap the model: model: river.multiclass.OneVsRestClassifier "
+            "with params: {classifier: {model: " + name + "}}",
         )

@@ -79,7 +79,8 @@ class UpdateService:
         self.learner = bundle.learner
         self.experiment = exp = _experiment(bundle, cfg)
         task = bundle.task
-        self.arm = make_arm(self.learner, bundle.model, task, names_for(exp.metrics, task))
+        labels = bundle.target.get("type")  # text labels: log_loss is CrossEntropy, as in the replay
+        self.arm = make_arm(self.learner, bundle.model, task, names_for(exp.metrics, task, labels), labels)
         attach([self.arm], {self.learner}, exp, task)
         self.supervisor = self.arm.supervisor
         self.metrics = LearnerMetrics(self)
