@@ -54,11 +54,10 @@ def read_on(
     lines = _lines(path, dead_letter)
     header = next(lines)[1] if fmt == "csv" else None
     names = _csv_names(header, delimiter) if header is not None else None
-    records = lines  # non-empty ones: Arrow skips empty lines too
-    done = sum(1 for _ in itertools.islice(records, skip))
-    if done < skip:
+    # the non-empty lines (Arrow skips empty ones too) after those the streaming reader gave
+    if sum(1 for _ in itertools.islice(lines, skip)) < skip:
         return
-    chunks = iter(lambda: list(itertools.islice(records, CHUNK_LINES)), [])
+    chunks = iter(lambda: list(itertools.islice(lines, CHUNK_LINES)), [])
     if schema is None:
         first = next(chunks, None)
         if first is None:
@@ -77,7 +76,7 @@ def _lines(path: Path, dead_letter: Callable[[DeadLetter], None]) -> Iterator[tu
     mark dropped, every complete line before a damaged .gz's end kept); the damage is a dead
     letter, and the file ends there."""
     try:
-        for numbers, lines in kafka_dump._lines(path):
+        for numbers, lines in kafka_dump.numbered_lines(path):
             yield from zip(numbers, lines, strict=True)
     except kafka_dump.Damaged as exc:
         dead_letter(
@@ -138,31 +137,22 @@ def _parsed(
     dead_letter: Callable[[DeadLetter], None],
 ) -> Iterator[tuple[pa.RecordBatch, int]]:
     """The chunk's lines as batches of consecutive good lines; the bad ones as dead letters."""
-    data = _joined(line for _, line in chunk)
     try:
-        table = parse(data)
+        table = parse(_joined(line for _, line in chunk))
+        # Arrow read other records than lines (two objects on one line): cut it finer
+        problem = None if table.num_rows == len(chunk) else f"holds {table.num_rows} records, not one"
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        if len(chunk) == 1:
-            number, line = chunk[0]
-            reason = str(exc).replace(" in row 0", "").strip()
-            dead_letter(DeadLetter(f"{path}:{number}", f"line {number} cannot be read: {reason}", line[:RAW_BYTES]))
-            return
+        problem = "cannot be read: " + str(exc).replace(" in row 0", "").strip()
+    if problem is None:
+        for batch in table.combine_chunks().to_batches():
+            yield batch, chunk[0][0]
+    elif len(chunk) == 1:
+        number, line = chunk[0]
+        dead_letter(DeadLetter(f"{path}:{number}", f"line {number} {problem}", line[:RAW_BYTES]))
+    else:
         half = len(chunk) // 2
         yield from _parsed(chunk[:half], parse, path, dead_letter)
         yield from _parsed(chunk[half:], parse, path, dead_letter)
-        return
-    if table.num_rows != len(chunk):  # Arrow saw other records than lines: cut it finer
-        if len(chunk) == 1:
-            number, line = chunk[0]
-            reason = f"line {number} holds {table.num_rows} records, not one"
-            dead_letter(DeadLetter(f"{path}:{number}", reason, line[:RAW_BYTES]))
-            return
-        half = len(chunk) // 2
-        yield from _parsed(chunk[:half], parse, path, dead_letter)
-        yield from _parsed(chunk[half:], parse, path, dead_letter)
-        return
-    for batch in table.combine_chunks().to_batches():
-        yield batch, chunk[0][0]
 
 
 def _kind(value) -> str | None:

@@ -151,7 +151,7 @@ def detect(path: Path) -> str:
     )
 
 
-def _lines(path: Path) -> Iterator[tuple[Sequence[int], list[bytes]]]:
+def numbered_lines(path: Path) -> Iterator[tuple[Sequence[int], list[bytes]]]:
     """Blocks of non-empty lines with their 1-based line numbers, read a few MB at a time.
 
     On damage, the complete lines before it are yielded, then Damaged is raised with the line
@@ -225,7 +225,7 @@ class DumpReader:
             "jsonl": self._values,
         }[self.fmt]
         try:
-            for numbers, lines in _lines(self.path):
+            for numbers, lines in numbered_lines(self.path):
                 if lines and max(map(len, lines)) > LONG_LINE:
                     yield from _around_deep(read, numbers, lines)
                 elif lines:
