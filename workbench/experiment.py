@@ -33,6 +33,7 @@ from workbench.replay.ordering import EventTimeOrder, merge_partitions
 from workbench.replay.pacing import paced
 from workbench.replay.schema import SAMPLE as SCHEMA_SAMPLE
 from workbench.replay.schema import infer as infer_schema
+from workbench.replay.schema import target_type
 from workbench.runner import BLOCK, Runner, make_arm, make_batch_arm
 from workbench.sources import open_source
 from workbench.sources.base import DeadLetterSink
@@ -136,7 +137,7 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     fields, stream = first_schema(cfg, stream)
     source = open_source(cfg.source, cfg.seed, stream)
     task = source.task
-    labels = next((f["type"] for f in fields or [] if f["role"] == "target"), None)
+    labels = target_type(fields)
     metrics = names_for(cfg.metrics, task, labels)
     parse_delay(cfg.replay.label_delay, cfg.source.time is not None)  # checked before anything is written
     arms = [

@@ -6,6 +6,7 @@ from river import metrics
 
 from workbench.errors import ConfigError
 from workbench.learners.registry import METRIC, resolve
+from workbench.replay.schema import TEXT_TYPES
 
 CLASSIFICATION = {
     "accuracy": metrics.Accuracy,
@@ -38,17 +39,13 @@ def allowed(task: str) -> list[str]:
     return names if task == "binary" else [n for n in names if n not in BINARY_ONLY]
 
 
-#: the target types (replay/schema.py) River's binary metrics misread: they take True (or 1) as
-#: the positive class, so over 'yes'/'no' LogLoss is its maximum and F1 is 0 whatever the model does
-TEXT_LABELS = ("string", "any")
-
-
 def make(name: str, task: str, key: str = "metrics", labels: str | None = None) -> metrics.base.Metric:
     """A fresh River metric for ``name`` (a short name or a dotted river.metrics path), for a
     stream whose target has type ``labels`` (replay/schema.py's, when known)."""
     if name.startswith("river."):
         return resolve(name, key, METRIC)()
-    text = task == "binary" and labels in TEXT_LABELS
+    # over 'yes'/'no', LogLoss would be its maximum and F1 0 whatever the model does
+    text = task == "binary" and labels in TEXT_TYPES
     if text and name in BINARY_ONLY:
         raise ConfigError(
             key,

@@ -11,6 +11,7 @@ from workbench.config import AUTO, LearnerConfig, ModelSpec
 from workbench.errors import ConfigError
 from workbench.learners import preprocessing
 from workbench.learners.registry import COMPONENT, RIVER_ESTIMATOR, RIVER_TRANSFORMER, Kind, resolve
+from workbench.replay.schema import TEXT_TYPES, target_type
 
 
 def instantiate(spec: ModelSpec, key: str, kind: Kind = COMPONENT, name_key: str | None = None) -> Any:
@@ -107,9 +108,9 @@ def check_task(
             f"{name} handles two classes only, but the stream has more; wrap it, e.g. "
             "model: river.multiclass.OneVsRestClassifier with params: {classifier: {model: " + name + "}}",
         )
-    target = next((f for f in fields or [] if f["role"] == "target"), None)
-    if not getattr(final, "_multiclass", False) and target is not None and target["type"] in ("string", "any"):
-        labels = "text" if target["type"] == "string" else "text in some events"
+    labels = target_type(fields)
+    if not getattr(final, "_multiclass", False) and labels in TEXT_TYPES:
+        labels = "text" if labels == "string" else "text in some events"
         raise ConfigError(
             key,
             f"{name} learns two classes as True/False (or 1/0), but the stream's labels are {labels}; "

@@ -30,6 +30,16 @@ def type_name(value: Any) -> str:
     return "any"
 
 
+#: the target types River's two-class models and positive-class metrics misread (they take True,
+#: or 1, as the positive class): text, or text in some events
+TEXT_TYPES = ("string", "any")
+
+
+def target_type(fields: list[dict[str, Any]] | None) -> str | None:
+    """The target's type in a schema from ``infer`` (None without one)."""
+    return next((f["type"] for f in fields or [] if f["role"] == "target"), None)
+
+
 def _merge(seen: set[str]) -> str:
     kinds = seen - {"null"}
     if len(kinds) == 1:
