@@ -20,9 +20,10 @@ from river import base, compose, datasets, linear_model, metrics, optim, preproc
 from river.datasets import synth
 
 import workbench as wb
-from workbench.columns import frame
+from workbench.columns import frame, series
 from workbench.evaluation.metrics import names_for
 from workbench.events import make_event
+from workbench.learners.narwhals_boundary import takes_narwhals_labels
 from workbench.replay.labels import Delay
 from workbench.runner import Runner, make_arm
 from workbench.store.schema import connect
@@ -241,3 +242,41 @@ def test_a_batch_frame_is_what_pandas_from_records_makes(rows):
     expected = pd.DataFrame.from_records(rows)
     got = frame(rows)
     pd.testing.assert_frame_equal(got, expected, check_exact=True, check_column_type=False)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [True, False, True],
+        [1, 0, 1],
+        [0.5, 1.0, -2.0],
+        [1, True, 0],  # ints and bools: pandas keeps them as objects
+        [1, 2.5],  # ints and floats
+        [1, None, 0],
+        ["yes", "no"],
+        [2**63, 1],  # past int64
+        [-(2**63) - 1, 1],
+        [float("nan"), 1.0],
+        [],
+    ],
+)
+def test_batch_labels_are_what_pandas_makes_of_the_list(labels):
+    pd.testing.assert_series_equal(series(labels), pd.Series(labels), check_exact=True)
+
+
+def test_only_a_glm_learn_many_is_handed_narwhals_labels():
+    lr = linear_model.LogisticRegression
+    assert takes_narwhals_labels(lr())
+    assert takes_narwhals_labels(linear_model.LinearRegression())
+    assert takes_narwhals_labels(preprocessing.StandardScaler() | lr())
+    assert not takes_narwhals_labels(tree.HoeffdingTreeClassifier())
+
+    class Supervised(base.SupervisedTransformer):  # reads y itself, as pandas
+        def learn_one(self, x, y):
+            pass
+
+        def transform_one(self, x):
+            return x
+
+    # a supervised step before the model is handed y as River hands it: pandas
+    assert not takes_narwhals_labels(compose.Pipeline(Supervised(), lr()))

@@ -20,7 +20,7 @@ from workbench.columns import Columns
 from workbench.errors import ConfigError
 from workbench.evaluation.metrics import make as make_metric
 from workbench.events import Event, StepBatch, event_time, event_y
-from workbench.learners.narwhals_boundary import takes_narwhals
+from workbench.learners.narwhals_boundary import takes_narwhals, takes_narwhals_labels, wrap_series
 from workbench.learners.narwhals_boundary import wrap as wrap_frame
 from workbench.learners.river import gives_proba
 from workbench.replay.labels import Delay, questions_and_answers
@@ -295,7 +295,8 @@ class Arm:
         """(y_pred, y_proba) of a prediction that was never scored."""
         return pred, None
 
-    #: (model, whether its *_many take a narwhals frame), for the model it was settled for
+    #: (model, whether its *_many take a narwhals frame, whether its learn_many takes narwhals
+    #: labels), for the model it was settled for
     _wrap_many: tuple | None = None
 
     @property
@@ -314,13 +315,15 @@ class Arm:
         with a supervisor, which looks at every step."""
         X, ys = batch.frame(), batch.ys
         if self._wrap_many is None or self._wrap_many[0] is not self.model:
-            self._wrap_many = (self.model, takes_narwhals(self.model, self._predict_many_name))
+            model = self.model
+            self._wrap_many = (model, takes_narwhals(model, self._predict_many_name), takes_narwhals_labels(model))
         t0 = perf_counter_ns()
         if self._wrap_many[1]:  # once for the predict and the learn (learners/narwhals_boundary.py)
             X = wrap_frame(X)
         preds = getattr(self.model, self._predict_many_name)(X)
         t1 = perf_counter_ns()
-        self.model.learn_many(X, batch.labels())
+        y = batch.labels()
+        self.model.learn_many(X, wrap_series(y) if self._wrap_many[2] else y)
         t2 = perf_counter_ns()
         n = len(ys)
         predict_ns = np.full(n, (t1 - t0) // n, dtype=np.int64)

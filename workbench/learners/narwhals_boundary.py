@@ -5,7 +5,9 @@ River's ``*_many`` methods wrap their pandas input with narwhals on entry
 narwhals frame as it is. Wrapping a pandas frame costs ~150 µs (its type's attributes looked up
 statically, on every call), and a batch was wrapped once for the predict and again for the learn
 (three times through a scaler: its learn, and its transform for the predict and for the learn).
-The runner wraps each batch once and hands that frame to all of them.
+The runner wraps each batch once and hands that frame to all of them; and, for a learner whose
+learn_many reads y only through ``into_series`` (a GLM's), the labels' Series likewise (another
+~150 µs a batch).
 
 Only for the methods listed here, each of which reads its frame through ``into_frame`` first
 and so sees the same numpy matrix (the results are the same to the bit: tests/test_fast_paths.py).
@@ -59,6 +61,23 @@ def takes_narwhals(model: Any, predict_many: str) -> bool:
     return _takes(model, predict_many, "learn_many")
 
 
+def takes_narwhals_labels(model: Any) -> bool:
+    """Whether ``model.learn_many(X, y)`` may be given ``y`` as a narwhals Series: the model's
+    learn_many is a GLM's (which reads y through ``into_series`` only), or it is a pipeline of
+    unsupervised steps (which never see y) ending in one."""
+    if nw is None:
+        return False
+    if isinstance(model, compose.Pipeline):
+        *firsts, last = model.steps.values()
+        return not any(getattr(step, "_supervised", True) for step in firsts) and takes_narwhals_labels(last)
+    return getattr(type(model), "learn_many", None) is GLM.learn_many
+
+
 def wrap(X: pd.DataFrame) -> Any:
     """The frame as River's into_frame wraps it."""
     return nw.from_native(X, eager_only=True)
+
+
+def wrap_series(y: pd.Series) -> Any:
+    """The labels as River's into_series wraps them."""
+    return nw.from_native(y, series_only=True)
