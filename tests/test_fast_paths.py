@@ -21,6 +21,7 @@ from river.datasets import synth
 
 import workbench as wb
 from workbench.columns import frame, series
+from workbench.errors import ConfigError
 from workbench.evaluation.metrics import names_for
 from workbench.events import make_event
 from workbench.learners.narwhals_boundary import takes_narwhals_labels
@@ -280,3 +281,18 @@ def test_only_a_glm_learn_many_is_handed_narwhals_labels():
 
     # a supervised step before the model is handed y as River hands it: pandas
     assert not takes_narwhals_labels(compose.Pipeline(Supervised(), lr()))
+
+
+def test_a_learner_whose_minibatch_methods_fail_on_the_stream_is_refused_before_the_run(db):
+    # River's Hyperplane names its features 0, 1, ...: River's StandardScaler.transform_many
+    # fails on integer column names (narwhals' from_numpy takes them for a schema)
+    rows = list(itertools.islice(synth.Hyperplane(seed=3, n_features=3), 600))
+    with pytest.raises(ConfigError) as refused:
+        wb.run(minibatch_config(100, True), db=db, progress=False, stream=rows)
+    assert refused.value.key == "learners[0].model"
+    assert "StandardScaler.transform_many" in str(refused.value) and "batch_size: 1" in str(refused.value)
+    assert not db.exists() or connect(str(db), read_only=True).execute("SELECT count(*) FROM runs").fetchone() == (0,)
+    # one event at a time, and LogisticRegression's own *_many, take those names
+    for cfg in (minibatch_config(1, True), minibatch_config(100, False)):
+        run = wb.run(cfg, db=db, progress=False, stream=rows)
+        assert run.status == "finished" and len(run.steps("lr")) == 600

@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
@@ -18,10 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from river import base as river_base
+from river import compose as river_compose
 
 from workbench import __version__
 from workbench import config as config_mod
+from workbench.columns import Columns
 from workbench.drift.features import FeatureDrift
+from workbench.errors import ConfigError
 from workbench.evaluation.metrics import names_for
 from workbench.events import Event
 from workbench.learners.batch import build as build_baseline
@@ -134,7 +139,7 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     if stream is not None and isinstance(config, dict) and "source" not in config:
         config = {**config, "source": {"kind": "python"}}
     cfg = config_mod.load(config, overrides)
-    fields, stream = first_schema(cfg, stream)
+    fields, stream, sample = first_schema(cfg, stream)
     source = open_source(cfg.source, cfg.seed, stream)
     task = source.task
     labels = target_type(fields)
@@ -144,6 +149,9 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
         make_arm(lc.name, build(lc, task, f"learners[{i}]", fields), task, metrics, labels)
         for i, lc in enumerate(cfg.learners)
     ]
+    if cfg.replay.batch_size > 1:
+        for i, arm in enumerate(arms):
+            check_many(arm, sample, cfg.replay.batch_size, f"learners[{i}].model", cfg.learners[i].model)
     arms += [make_batch_arm(bc.name, build_baseline(bc, task, f"baselines[{i}]"), task, metrics, labels)
              for i, bc in enumerate(cfg.baselines)]
     attach(arms, {lc.name for lc in cfg.learners}, cfg, task)
@@ -209,21 +217,58 @@ def run(config: str | Path | dict | config_mod.Config, db: str | Path | None = N
     return Run(run_id, Store(db_path), status)
 
 
-def first_schema(cfg: config_mod.Config, stream: Iterable | None) -> tuple[list[dict] | None, Iterable | None]:
-    """``(fields, stream)``: the feature schema of the stream's first events, read before the run
-    from a second opening of the source (the same events the run's replay starts with; a
+def first_schema(
+    cfg: config_mod.Config, stream: Iterable | None
+) -> tuple[list[dict] | None, Iterable | None, list[Event]]:
+    """``(fields, stream, sample)``: the feature schema of the stream's first events, read before
+    the run from a second opening of the source (the same events the run's replay starts with; a
     one-shot iterator is read ahead and handed back chained), so that ``preprocessing: auto``,
     the preprocessing check and the label check know the features and the target before any
-    learner is built. None for a live topic (reading it would consume it)."""
+    learner is built; ``sample``, those first events. None and no events for a live topic
+    (reading it would consume it)."""
     if cfg.source.kind == "kafka":
-        return None, stream
+        return None, stream, []
     head = stream
     if stream is not None and iter(stream) is stream:
         head = list(itertools.islice(stream, SCHEMA_SAMPLE))
         stream = itertools.chain(head, stream)
     peek = dataclasses.replace(cfg, replay=dataclasses.replace(cfg.replay, speed=None))
-    fields, _ = infer_schema(Replay(peek, open_source(cfg.source, cfg.seed, head), lambda _dead: None).events())
-    return fields, stream
+    fields, events = infer_schema(Replay(peek, open_source(cfg.source, cfg.seed, head), lambda _dead: None).events())
+    return fields, stream, list(itertools.islice(events, SCHEMA_SAMPLE))
+
+
+def _failing_step(exc: BaseException) -> str | None:
+    """``Class.method`` of the innermost River estimator (not a pipeline) the error came through."""
+    for frame, _ in reversed(list(traceback.walk_tb(exc.__traceback__))):
+        step = frame.f_locals.get("self")
+        if isinstance(step, river_base.Estimator) and not isinstance(step, river_compose.Pipeline):
+            return f"{type(step).__name__}.{frame.f_code.co_name}"
+    return None
+
+
+def check_many(arm, sample: list[Event], batch_size: int, key: str, name: str) -> None:
+    """Refuse, before the run, a learner whose mini-batch methods fail on this stream: a copy of
+    it predicts, learns and predicts again the first events as one batch. River's StandardScaler,
+    for one, fails in transform_many on features named by integers (River's synthetic streams)."""
+    batch = [ev for ev in sample[:batch_size] if ev.y is not None]
+    if not batch or not arm.batched:
+        return
+    model, columns = arm.model.clone(), Columns.of(batch)
+    predict = getattr(model, arm.predict_method.replace("_one", "_many"))
+    try:
+        predict(columns.frame())
+        model.learn_many(columns.frame(), columns.labels())
+        predict(columns.frame())
+    except Exception as exc:
+        named_by_int = any(type(k) is int for ev in batch for k in ev.x)
+        raise ConfigError(
+            key,
+            f"{_failing_step(exc) or name} fails on a mini-batch of this stream's first events "
+            f"(replay.batch_size: {batch_size}): {type(exc).__name__}: {exc}"
+            + ("; the stream names its features by integers, which River's *_many methods may not take"
+               if named_by_int else "")
+            + "; replay.batch_size: 1 replays it one event at a time",
+        ) from exc
 
 
 @contextlib.contextmanager
