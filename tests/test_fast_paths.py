@@ -296,3 +296,18 @@ def test_a_learner_whose_minibatch_methods_fail_on_the_stream_is_refused_before_
     for cfg in (minibatch_config(1, True), minibatch_config(100, False)):
         run = wb.run(cfg, db=db, progress=False, stream=rows)
         assert run.status == "finished" and len(run.steps("lr")) == 600
+
+
+def test_a_pipeline_whose_model_has_no_minibatch_methods_takes_a_batch_one_event_at_a_time(db):
+    # River's Pipeline has learn_many and predict_proba_many whatever its steps; a Hoeffding
+    # tree has neither (its batch failed with an AttributeError from inside the pipeline)
+    rows = hyperplane(900)
+    learner = {"name": "lr", "model": "river.tree.HoeffdingTreeClassifier",
+               "preprocessing": ["river.preprocessing.StandardScaler"]}
+    batched = wb.run({**minibatch_config(100, True), "learners": [learner]}, db=db, progress=False, stream=rows)
+    plain = wb.run({**minibatch_config(1, True), "learners": [learner], "replay": {}}, db=db, progress=False,
+                   stream=rows)
+    drop = ["run_id", "predict_us", "learn_us"]
+    assert batched.status == "finished" and len(batched.steps()) == 900
+    got, expected = batched.steps().drop(columns=drop), plain.steps().drop(columns=drop)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)

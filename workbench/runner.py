@@ -14,7 +14,7 @@ from operator import eq, neg, sub
 from time import perf_counter, perf_counter_ns
 
 import numpy as np
-from river import base, metrics
+from river import base, compose, metrics
 
 from workbench.columns import Columns
 from workbench.errors import ConfigError
@@ -302,7 +302,7 @@ class Arm:
     @property
     def batched(self) -> bool:
         """Whether the model learns and predicts a mini-batch at once (River's *_many)."""
-        return hasattr(self.model, "learn_many") and hasattr(self.model, self._predict_many_name)
+        return takes_batches(self.model, self._predict_many_name)
 
     @property
     def _predict_many_name(self) -> str:
@@ -496,6 +496,20 @@ class RegressorArm(Arm):
         for update in self._updates:
             update(y, y_pred)
         self._emit((seq, time, y, y_pred, None, None, (y - y_pred) ** 2, predict_ns, learn_ns, version))
+
+
+def takes_batches(model: base.Estimator, predict_many: str) -> bool:
+    """Whether ``model`` learns (``learn_many``) and predicts (``predict_many``) mini-batches.
+
+    A River pipeline or union has the methods whatever its steps: it does only if every
+    transformer in it learns and transforms mini-batches and its model learns and predicts them
+    (a scaler before a Hoeffding tree, which has no ``*_many``, is stepped one event at a time)."""
+    if isinstance(model, compose.TransformerUnion):
+        return all(takes_batches(t, "transform_many") for t in model.transformers.values())
+    if isinstance(model, compose.Pipeline):
+        *transformers, last = model.steps.values()
+        return all(takes_batches(t, "transform_many") for t in transformers) and takes_batches(last, predict_many)
+    return hasattr(model, "learn_many") and hasattr(model, predict_many)
 
 
 def make_arm(name: str, model: base.Estimator, task: str, metrics: list[str], labels: str | None = None) -> Arm:
