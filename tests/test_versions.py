@@ -141,3 +141,39 @@ def test_bad_guard_config_names_the_key(db, guard, words):
 def test_the_guard_needs_checkpoints(db):
     with pytest.raises(wb.ConfigError, match="checkpoints"):
         wb.run(agrawal_config(100, guard={"metric": "accuracy"}), db=db, progress=False)
+
+
+def test_a_tree_over_a_feature_that_only_grows_is_checkpointed(db):
+    # TrumpApproval's ordinal_date only grows: a Hoeffding regression tree's E-BST splitter
+    # chains one node per date, past Python's recursion limit for pickle after ~600 events
+    from river import tree
+
+    cfg = {
+        "name": "dates",
+        "source": {"kind": "dataset", "name": "TrumpApproval"},
+        "learners": [{"name": "htr", "model": "river.tree.HoeffdingTreeRegressor"}],
+        "checkpoints": {"every": 250},
+    }
+    run = wb.run(cfg, db=db, progress=False)
+    assert run.status == "finished"
+    con = wb.store.schema.connect(str(db), read_only=True)
+    rows = con.execute(
+        "SELECT seq, state, sha256 FROM checkpoints WHERE run_id = ? ORDER BY version", [run.id]
+    ).fetchall()
+    con.close()
+    assert [seq for seq, _, _ in rows] == [250, 500, 750, 1000, 1001]
+    river_model, stream = tree.HoeffdingTreeRegressor(), list(datasets.TrumpApproval())
+    for x, y in stream:
+        river_model.learn_one(x, y)
+    final = restore(rows[-1][1], rows[-1][2])
+    assert [final.predict_one(x) for x, _ in stream[::50]] == [river_model.predict_one(x) for x, _ in stream[::50]]
+
+
+def test_a_model_too_deep_even_for_the_deep_stack_is_a_recursion_error_not_a_crash():
+    from workbench import versioning
+
+    chain = None
+    for _ in range(versioning.DEEP_RECURSION):
+        chain = [chain]
+    with pytest.raises(RecursionError, match="cannot be pickled"):
+        versioning.dumps(chain)

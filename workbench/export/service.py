@@ -28,6 +28,7 @@ from workbench.config import ModelSpec
 from workbench.export.bundle import Bundle, BundleError, load
 from workbench.learners.registry import DRIFT_DETECTOR
 from workbench.learners.river import gives_proba, instantiate
+from workbench.versioning import dumps
 
 _MISSING = object()
 _COUNTER_WIDTH = 20
@@ -458,7 +459,7 @@ class Service:
     ) -> tuple[dict[str, Any], bytes]:
         """Start a new version from the current model (and detector); the caller persists it
         with ``persist``, off the event loop."""
-        state = pickle.dumps({"model": self.model, "detector": self.detector}, protocol=5)
+        state = dumps({"model": self.model, "detector": self.detector})
         self._since, self._base = [], state  # learnt into this version
         self.version = max(v["version"] for v in self.versions) + 1
         meta = {
