@@ -84,7 +84,9 @@ def test_every_snapshot_holds_each_learners_steps_to_the_same_event(tmp_path, mo
 
     def publish(self):
         real_publish(self)
-        rows = self.con.execute("SELECT learner, max(seq), count(*) FROM steps GROUP BY learner").fetchall()
+        con = duckdb.connect(str(self.snapshot), read_only=True)  # what a reader opens
+        rows = con.execute("SELECT learner, max(seq), count(*) FROM steps GROUP BY learner").fetchall()
+        con.close()
         published.append({learner: (last, n) for learner, last, n in rows})
         Path(f"{db}.snapshot-wanted").touch()  # a reader keeps asking
 

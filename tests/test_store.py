@@ -274,3 +274,32 @@ def test_a_plain_connection_open_in_the_process_is_shared_by_the_replay(db):
         assert held.execute("SELECT count(*) FROM steps WHERE run_id = ?", [run.id]).fetchone()[0] == 1000
     finally:
         held.close()
+
+
+def test_model_states_past_the_writers_memory_keep_the_database_usable(db):
+    # DuckDB's checkpoint rewrites the checkpoints table's last row group whole, every state in
+    # it: within the writer's memory limit it failed once the file held ~60 MB of states (five
+    # runs of two forests), and the database was unusable for the rest of the process
+    import hashlib
+
+    from workbench.store import RunWriter
+    from workbench.store.writer import WRITER_MEMORY_MB
+    from workbench.versioning import Checkpoint
+
+    size, per_run, runs = 2_500_000, 6, 10
+    assert size * per_run * runs > (2 * WRITER_MEMORY_MB) << 20
+    ids = []
+    for run in range(runs):
+        writer = RunWriter(str(db), f"run-{run}")
+        writer.begin("states", {}, "binary", 0, "test")
+        for version in range(1, per_run + 1):
+            state = os.urandom(size)
+            writer.checkpoint(Checkpoint("m", version, version * 100, state, hashlib.sha256(state).hexdigest()))
+        writer.finish("finished", {"n_events": 0}, [], 0.0)
+        ids.append(f"run-{run}")
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT run_id, status FROM runs ORDER BY run_id").fetchall() == [(i, "finished") for i in ids]
+    assert con.execute("SELECT count(*), sum(octet_length(state)) FROM checkpoints").fetchone() == (
+        runs * per_run, size * per_run * runs
+    )
+    con.close()

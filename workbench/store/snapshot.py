@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -32,8 +33,9 @@ def _paths(path: str) -> tuple[Path, Path]:
 class Publisher:
     """The writer's side: between batches, ``publish()`` a snapshot when one is ``due()``."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: str):
-        self.con = con
+    def __init__(self, path: str, checkpoint: Callable[[], None]):
+        """``checkpoint()`` writes the log into the file (the writer's, with room for it)."""
+        self.checkpoint = checkpoint
         self.snapshot, self.wanted = _paths(path)
         self.last: float | None = None
         # DuckDB's lock on the file is a POSIX lock, which a process loses when it closes *any*
@@ -53,7 +55,7 @@ class Publisher:
     def publish(self) -> None:
         self.last = time.time()
         try:
-            self.con.execute("CHECKPOINT")  # everything in the file itself, nothing in the WAL
+            self.checkpoint()  # everything in the file itself, nothing in the WAL
             partial = self.snapshot.with_name(f"{self.snapshot.name}.{os.getpid()}.partial")
             with open(partial, "wb") as out:
                 offset = 0

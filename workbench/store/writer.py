@@ -27,8 +27,13 @@ from workbench.versioning import Checkpoint
 
 #: DuckDB memory of the writer's connection (it only appends), in MB
 WRITER_MEMORY_MB = 64
-#: the write-ahead log size at which DuckDB checkpoints it into the file (its default: 16MB)
-CHECKPOINT_THRESHOLD = "4MB"
+#: the write-ahead log size at which the writer checkpoints it into the file (DuckDB's default: 16MB)
+CHECKPOINT_BYTES = 4 << 20
+#: DuckDB memory while it checkpoints, in MB (its own default: 80% of RAM). A checkpoint rewrites
+#: a table's last row group whole and pins it: for ``checkpoints`` that is every model state the
+#: file holds, which soon outgrows WRITER_MEMORY_MB (a few runs of a forest), and a checkpoint
+#: that fails leaves the database unusable for the rest of the process
+CHECKPOINT_MEMORY_MB = max(WRITER_MEMORY_MB, int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.8) >> 20)
 #: steps handed over wait for a whole row group of the writer's file (schema.ROW_GROUP_SIZE:
 #: appended ~2x cheaper a row), but no longer than this, in seconds
 STEPS_WAIT = 1.0
@@ -168,11 +173,13 @@ class RunWriter:
             # the stream (by default DuckDB caches them up to 80% of RAM; measured in
             # benchmarks/kafka_replay_memory.py).
             con.execute(f"SET memory_limit = '{WRITER_MEMORY_MB}MB'")
-            # Checkpoint the log into the file as it grows, on this thread, rather than most of it
-            # at close, where the replay waits: 100k steps close in ~1/2 the time, for the same CPU.
-            con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+            # The writer checkpoints the log into the file itself as it grows (checkpoint()), on
+            # this thread, rather than most of it at close, where the replay waits (100k steps
+            # close in ~1/2 the time, for the same CPU), and with the memory it takes: never DuckDB
+            # on its own, within the writer's small memory limit.
+            con.execute("SET checkpoint_threshold = '1TB'")
             schema.create(con)
-            self._publisher = snapshot.Publisher(con, self.path)
+            self._publisher = snapshot.Publisher(self.path, self.checkpoint_log)
         except BaseException:
             con.close()
             schema.release(self.path)
@@ -196,6 +203,8 @@ class RunWriter:
                         self._insert_steps(whole_groups=False)
                         return
                     job()
+                    if self._wal_bytes() > CHECKPOINT_BYTES:
+                        self.checkpoint_log()
                     due = self._publisher.due()  # readers in other processes (store/snapshot.py)
                     waited = self._steps_since is not None and time.monotonic() - self._steps_since > STEPS_WAIT
                     if due or waited:
@@ -206,6 +215,21 @@ class RunWriter:
                     self._error = exc
             if job is None:
                 return
+
+    def _wal_bytes(self) -> int:
+        try:
+            return os.stat(self.path + ".wal").st_size
+        except OSError:
+            return 0
+
+    def checkpoint_log(self) -> None:
+        """Write the log into the file, with room to (CHECKPOINT_MEMORY_MB); the cache shrinks
+        back to WRITER_MEMORY_MB after."""
+        self._con.execute(f"SET memory_limit = '{CHECKPOINT_MEMORY_MB}MB'")
+        try:
+            self._con.execute("CHECKPOINT")
+        finally:
+            self._con.execute(f"SET memory_limit = '{WRITER_MEMORY_MB}MB'")
 
     def _submit(self, job: Callable[[], None]) -> None:
         if self._error is not None:
@@ -477,6 +501,8 @@ class RunWriter:
             self._record_end(status, counts, elapsed_s, error)
         finally:
             if self._con is not None:
+                with contextlib.suppress(Exception):  # what is left of the log, with room for it
+                    self.checkpoint_log()
                 self._con.close()
                 schema.release(self.path)
                 self._publisher.close()
