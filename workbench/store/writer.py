@@ -173,7 +173,7 @@ class RunWriter:
             # the stream (by default DuckDB caches them up to 80% of RAM; measured in
             # benchmarks/kafka_replay_memory.py).
             con.execute(f"SET memory_limit = '{WRITER_MEMORY_MB}MB'")
-            # The writer checkpoints the log into the file itself as it grows (checkpoint()), on
+            # The writer checkpoints the log into the file itself as it grows (checkpoint_log), on
             # this thread, rather than most of it at close, where the replay waits (100k steps
             # close in ~1/2 the time, for the same CPU), and with the memory it takes: never DuckDB
             # on its own, within the writer's small memory limit.
