@@ -254,7 +254,7 @@ def check_many(arm, sample: list[Event], batch_size: int, key: str, name: str) -
     if not batch or not arm.batched:
         return
     model, columns = arm.model.clone(), Columns.of(batch)
-    predict = getattr(model, arm.predict_method.replace("_one", "_many"))
+    predict = getattr(model, arm.predict_many_name)
     try:
         predict(columns.frame())
         model.learn_many(columns.frame(), columns.labels())

@@ -302,10 +302,10 @@ class Arm:
     @property
     def batched(self) -> bool:
         """Whether the model learns and predicts a mini-batch at once (River's *_many)."""
-        return takes_batches(self.model, self._predict_many_name)
+        return takes_batches(self.model, self.predict_many_name)
 
     @property
-    def _predict_many_name(self) -> str:
+    def predict_many_name(self) -> str:
         return self.predict_method.replace("_one", "_many")
 
     def step_many(self, seq: int, batch: Columns) -> None:
@@ -316,11 +316,11 @@ class Arm:
         X, ys = batch.frame(), batch.ys
         if self._wrap_many is None or self._wrap_many[0] is not self.model:
             model = self.model
-            self._wrap_many = (model, takes_narwhals(model, self._predict_many_name), takes_narwhals_labels(model))
+            self._wrap_many = (model, takes_narwhals(model, self.predict_many_name), takes_narwhals_labels(model))
         t0 = perf_counter_ns()
         if self._wrap_many[1]:  # once for the predict and the learn (learners/narwhals_boundary.py)
             X = wrap_frame(X)
-        preds = getattr(self.model, self._predict_many_name)(X)
+        preds = getattr(self.model, self.predict_many_name)(X)
         t1 = perf_counter_ns()
         y = batch.labels()
         self.model.learn_many(X, wrap_series(y) if self._wrap_many[2] else y)
@@ -654,7 +654,7 @@ class _Batched:
     blockwise = False  # its step() already answers questions many at a time
 
     def _setup(self) -> None:
-        self._predict_many = getattr(self.model, self._predict_many_name)
+        self._predict_many = getattr(self.model, self.predict_many_name)
         self._questions: list[tuple] = []  # (seq, event) not yet predicted
         # (seq, event, learn_ns) learned at once, not yet recorded
         self._immediate: list[tuple] = []
